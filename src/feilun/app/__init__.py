@@ -1,0 +1,1 @@
+"""Composition root: builds concrete objects from settings and wires the stages together."""

@@ -1,0 +1,1 @@
+"""The `feilun` command tree: parse, call one function, print."""

@@ -1,0 +1,1 @@
+"""Compute: job queue, devices, checkpoint-aware retries, energy metering, Ray (later issues)."""

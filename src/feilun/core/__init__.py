@@ -1,0 +1,1 @@
+"""Foundation: records, Protocols, plugin registry, errors and settings (stdlib + pydantic only)."""

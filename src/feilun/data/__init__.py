@@ -1,0 +1,1 @@
+"""Data stage: loaders, cleaning operators, pipelines, versioned datasets (the Data issue)."""

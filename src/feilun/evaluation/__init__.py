@@ -1,0 +1,1 @@
+"""Evaluation stage: tasks, graders, reports and the promotion gate (the Evaluation issue)."""

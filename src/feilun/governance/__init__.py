@@ -1,0 +1,1 @@
+"""Governance: moderation, AIGC labels, audit log, filing pack (the Governance issue)."""

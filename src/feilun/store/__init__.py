@@ -1,0 +1,1 @@
+"""Platform storage: the metadata database (SQLite or PostgreSQL) and the artifact store."""

@@ -1,0 +1,1 @@
+"""Training stage: one readable file per recipe, checkpoint and resume (the Training issue)."""
