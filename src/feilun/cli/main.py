@@ -1,0 +1,52 @@
+"""The `feilun` command: `feilun <noun> <verb>`; heavy imports happen inside commands.
+
+A `FeilunError` prints one line (what failed and the fix) and exits 1; anything else is a
+bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from feilun import __version__
+from feilun.cli import chat, demo, models, workspace
+from feilun.core.errors import FeilunError
+
+app = typer.Typer(
+    name="feilun",
+    help="Feilun (飞轮): your documents and an open LLM, made into a served, improving assistant.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("init")(workspace.init)
+app.command("doctor")(workspace.doctor)
+app.command("chat")(chat.chat)
+app.command("demo")(demo.demo)
+app.add_typer(models.app, name="models")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"feilun {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Feilun command line."""
+
+
+def run() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except FeilunError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
