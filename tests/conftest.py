@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,3 +21,49 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def env(tmp_path: Path) -> dict[str, str]:
     """Environment variables pointing Feilun at a fresh workspace path (not yet created)."""
     return {"FEILUN_WORKSPACE": str(tmp_path / "ws")}
+
+
+# PostgreSQL for tests of the metadata database (feilun.store, feilun.app): a fresh database per
+# session and a fresh schema per test, so runs and tests never collide. Skipped, with the reason,
+# only when no server can be reached.
+PG_ADMIN_URLS = (
+    "postgresql://postgres@127.0.0.1:5432/test",
+    "postgresql://root@127.0.0.1:5432/test",
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_database_url() -> Iterator[str]:
+    """URL of a fresh PostgreSQL database, dropped when the session ends."""
+    psycopg = pytest.importorskip("psycopg")
+    from psycopg import sql
+
+    errors = []
+    for admin_url in PG_ADMIN_URLS:
+        try:
+            psycopg.connect(admin_url, connect_timeout=3).close()
+            break
+        except psycopg.Error as e:
+            errors.append(f"{admin_url}: {' '.join(str(e).split())}")
+    else:
+        pytest.skip(f"PostgreSQL not reachable at {'; '.join(errors)}")
+    name = f"feilun_test_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield admin_url.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def postgres_url(postgres_database_url: str) -> Iterator[str]:
+    """`postgresql://` URL of an empty schema (via search_path), dropped after the test."""
+    import psycopg
+    from psycopg import sql
+
+    schema = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(postgres_database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    yield f"{postgres_database_url}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(postgres_database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))

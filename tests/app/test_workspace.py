@@ -25,7 +25,7 @@ def test_init_creates_a_complete_workspace(env: dict[str, str]) -> None:
     settings = load_settings(path, {})
     assert settings.created_by and settings.format_version == 1
     with opened(None, env) as again:
-        assert "smollm2-135m-instruct" in [m.name for m in again.models.list()]
+        assert "smollm2-135m-instruct" in [m.name for m in again.models.list_models()]
         assert migrate.current_revision(again.database) == migrate.head_revision()
 
 
@@ -35,7 +35,7 @@ def test_init_twice_is_a_no_op(env: dict[str, str]) -> None:
     second, created_again = init_workspace(None, env)
     second.close()
     assert created and not created_again
-    assert [m.id for m in first.models.list()] == [m.id for m in second.models.list()]
+    assert [m.id for m in first.models.list_models()] == [m.id for m in second.models.list_models()]
 
 
 def test_missing_workspace_says_how_to_create_one(env: dict[str, str]) -> None:
@@ -66,7 +66,9 @@ def test_failed_init_leaves_nothing_behind(
 def test_workspace_from_a_newer_feilun_is_refused(env: dict[str, str]) -> None:
     init_workspace(None, env)[0].close()
     settings_file = Path(env["FEILUN_WORKSPACE"]) / "feilun.toml"
-    settings_file.write_text(settings_file.read_text().replace("format_version = 1", "format_version = 9"))
+    settings_file.write_text(
+        settings_file.read_text().replace("format_version = 1", "format_version = 9")
+    )
     with pytest.raises(WorkspaceError, match="format 9") as error:
         open_workspace(None, env)
     assert "upgrade Feilun" in (error.value.fix or "")
@@ -94,7 +96,7 @@ def test_doctor_migrates_an_old_database_after_a_backup(env: dict[str, str]) -> 
     assert "backup at" in checks["database revision"].detail
     assert list(Path(env["FEILUN_WORKSPACE"]).glob("feilun.db.bak-*"))
     with opened(None, env) as again:
-        assert "smollm2-135m-instruct" in [m.name for m in again.models.list()]
+        assert "smollm2-135m-instruct" in [m.name for m in again.models.list_models()]
 
 
 def test_doctor_reports_a_missing_workspace(env: dict[str, str]) -> None:
@@ -109,7 +111,7 @@ def test_postgres_metadata_database(env: dict[str, str], postgres_url: str) -> N
     assert not (Path(env["FEILUN_WORKSPACE"]) / "feilun.db").exists()
     with opened(None, env) as again:
         assert again.database.dialect == "postgresql"
-        assert "smollm2-135m-instruct" in [m.name for m in again.models.list()]
+        assert "smollm2-135m-instruct" in [m.name for m in again.models.list_models()]
     engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as connection:
         kinds = connection.execute(sa.text("SELECT kind FROM records")).scalars().all()

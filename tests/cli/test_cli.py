@@ -30,7 +30,9 @@ def invoke(env: dict[str, str], *args: str) -> tuple[int, str]:
 
 
 def test_help_is_instant_and_does_not_import_torch() -> None:
-    code = "import sys, feilun.cli.main; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    code = (
+        "import sys, feilun.cli.main; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
     started = time.perf_counter()
@@ -45,7 +47,7 @@ def test_every_command_has_help() -> None:
 
 
 def test_missing_workspace_is_one_clear_line(env: dict[str, str]) -> None:
-    code, stdout, stderr = run_cli(env, "models", "list")
+    code, _stdout, stderr = run_cli(env, "models", "list")
     assert code == 1
     assert stderr.count("\n") == 1
     assert "no Feilun workspace" in stderr and "feilun init" in stderr

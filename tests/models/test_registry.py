@@ -24,7 +24,7 @@ def registry(tmp_path: Path) -> ModelRegistry:
 def test_add_list_show(registry: ModelRegistry, tiny_model_dir: Path) -> None:
     record = registry.add("tiny", "safetensors", str(tiny_model_dir), description="test")
     assert record.ref == "tiny@1"
-    assert [m.name for m in registry.list()] == ["tiny"]
+    assert [m.name for m in registry.list_models()] == ["tiny"]
     card = registry.card("tiny")
     assert card["architecture"] == "LlamaForCausalLM"
     assert card["parameters"] > 0
@@ -59,7 +59,7 @@ def test_aliases_move_and_resolve(registry: ModelRegistry, tiny_model_dir: Path)
         registry.remove("tiny")
     registry.remove("prod")
     assert registry.remove("tiny") == 1
-    assert registry.list() == []
+    assert registry.list_models() == []
 
 
 def test_unknown_model_lists_the_registered_ones(
@@ -116,5 +116,5 @@ def test_ensure_packaged_registers_installed_models_once(
     missing = PackagedModel("absent", "no_such_package_xyz", "x", "y", "gguf", "")
     assert registry.ensure_packaged([packaged, missing]) == ["tiny-packaged"]
     assert registry.ensure_packaged([packaged, missing]) == []
-    assert [m.name for m in registry.list()] == ["tiny-packaged"]
+    assert [m.name for m in registry.list_models()] == ["tiny-packaged"]
     assert registry.get("tiny-packaged").location == str(package / "model")

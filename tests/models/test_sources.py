@@ -69,7 +69,7 @@ def test_safetensors_folder_card(tiny_model_dir: Path) -> None:
     assert info.context_length == config["max_position_embeddings"]
     assert "<|im_start|>" in info.chat_template
     model, _ = SAFETENSORS.load(str(tiny_model_dir), tiny_model_dir)
-    stored = {n: p for n, p in model.state_dict().items()}
+    stored = dict(model.state_dict().items())
     # Tied embeddings are stored once on disk; count unique storages like the file does.
     unique = {p.data_ptr(): p.numel() for p in stored.values()}
     assert info.parameters == sum(unique.values())

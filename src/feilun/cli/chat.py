@@ -18,9 +18,7 @@ if TYPE_CHECKING:
 _REPL_HELP = "Type a message; /reset clears the conversation, /exit (or Ctrl-D) quits."
 
 
-def _stream_answer(
-    model: ChatModel, messages: list[Message], params: GenerationParams
-) -> str:
+def _stream_answer(model: ChatModel, messages: list[Message], params: GenerationParams) -> str:
     """Print the answer as it is generated; return the whole text."""
     parts = []
     for delta in model.stream(messages, params):
@@ -96,18 +94,20 @@ def chat(
         completion = chat_model.chat(messages, params)
         total_s = time.perf_counter() - started
     usage = completion.usage
-    print_json({
-        "model": model,
-        "answer": completion.text,
-        "finish_reason": completion.finish_reason,
-        "usage": {**usage.model_dump(), "total_tokens": usage.total_tokens},
-        "timings": {
-            "load_s": round(load_s, 3),
-            "prefill_s": round(completion.prefill_s, 3),
-            "decode_s": round(completion.decode_s, 3),
-            "total_s": round(total_s, 3),
-            "decode_tokens_per_s": round(usage.completion_tokens / completion.decode_s, 1)
-            if completion.decode_s
-            else None,
-        },
-    })
+    print_json(
+        {
+            "model": model,
+            "answer": completion.text,
+            "finish_reason": completion.finish_reason,
+            "usage": {**usage.model_dump(), "total_tokens": usage.total_tokens},
+            "timings": {
+                "load_s": round(load_s, 3),
+                "prefill_s": round(completion.prefill_s, 3),
+                "decode_s": round(completion.decode_s, 3),
+                "total_s": round(total_s, 3),
+                "decode_tokens_per_s": round(usage.completion_tokens / completion.decode_s, 1)
+                if completion.decode_s
+                else None,
+            },
+        }
+    )

@@ -26,21 +26,33 @@ def list_models(workspace: options.Workspace = None, json: options.Json = False)
     from feilun.app.workspace import opened
 
     with opened(workspace) as ws:
-        models = ws.models.list()
+        models = ws.models.list_models()
         aliases = {a.name: a.target for a in ws.models.aliases()}
     if json:
-        print_json({
-            "models": [m.model_dump(mode="json", exclude={"chat_template"}) for m in models],
-            "aliases": aliases,
-        })
+        print_json(
+            {
+                "models": [m.model_dump(mode="json", exclude={"chat_template"}) for m in models],
+                "aliases": aliases,
+            }
+        )
         return
     rows = [
-        (m.name, m.version, m.architecture, _size(m.parameters), m.context_length or "?",
-         m.source, m.runtime)
+        (
+            m.name,
+            m.version,
+            m.architecture,
+            _size(m.parameters),
+            m.context_length or "?",
+            m.source,
+            m.runtime,
+        )
         for m in models
     ]
-    print_table("models", ["name", "version", "architecture", "params", "context", "source",
-                           "runtime"], rows)
+    print_table(
+        "models",
+        ["name", "version", "architecture", "params", "context", "source", "runtime"],
+        rows,
+    )
     for alias, target in sorted(aliases.items()):
         typer.echo(f"alias {alias} → {target}")
 
@@ -80,7 +92,9 @@ def add(
             "pass one of --gguf FILE, --path DIR, --hub ID or --upstream URL",
         )
     source, location = chosen[0]
-    meta = {"upstream_model": upstream_model or name, "api_key_env": api_key_env} if upstream else {}
+    meta = (
+        {"upstream_model": upstream_model or name, "api_key_env": api_key_env} if upstream else {}
+    )
     with opened(workspace) as ws, spinner(f"inspecting {location}…"):
         record = ws.models.add(name, source, location, description=description, meta=meta)
     if json:

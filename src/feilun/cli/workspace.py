@@ -14,7 +14,7 @@ def init(workspace: options.Workspace = None, json: options.Json = False) -> Non
 
     with spinner("initialising the workspace…"):
         ws, created = init_workspace(workspace)
-    models = [m.ref for m in ws.models.list()]
+    models = [m.ref for m in ws.models.list_models()]
     ws.close()
     if json:
         print_json({"workspace": str(ws.path.resolve()), "created": created, "models": models})

@@ -128,9 +128,7 @@ class Catalog(Protocol):
         """Store a record; a record with the same kind, name and version is replaced."""
         ...
 
-    def find(
-        self, kind: str, name: str | None = None, version: int | None = None
-    ) -> list[Record]:
+    def find(self, kind: str, name: str | None = None, version: int | None = None) -> list[Record]:
         """Records of `kind` (optionally one name, one version), newest version first."""
         ...
 

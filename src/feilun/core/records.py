@@ -214,7 +214,16 @@ class Feedback(Record):
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.kind: cls
     for cls in (
-        Document, Chunk, Example, Dataset, Index, BaseModel, Adapter, Alias, EvalReport, Trace,
+        Document,
+        Chunk,
+        Example,
+        Dataset,
+        Index,
+        BaseModel,
+        Adapter,
+        Alias,
+        EvalReport,
+        Trace,
         Feedback,
     )
 }

@@ -78,7 +78,9 @@ def read_settings_file(path: Path) -> dict[str, object]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path} is not valid TOML: {e}", "fix the file or re-run `feilun init`") from e
+        raise ConfigError(
+            f"{path} is not valid TOML: {e}", "fix the file or re-run `feilun init`"
+        ) from e
 
 
 def load_settings(workspace: Path, env: Mapping[str, str] = os.environ) -> Settings:

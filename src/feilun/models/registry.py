@@ -121,7 +121,9 @@ class ModelRegistry:
         assert isinstance(saved, Adapter)
         return saved
 
-    def ensure_packaged(self, packaged: Iterable[PackagedModel] = PACKAGED_CHAT_MODELS) -> list[str]:
+    def ensure_packaged(
+        self, packaged: Iterable[PackagedModel] = PACKAGED_CHAT_MODELS
+    ) -> list[str]:
         """Register the packaged models that are installed and missing; their names."""
         added = []
         for model in packaged:
@@ -163,7 +165,7 @@ class ModelRegistry:
         return saved
 
     # lookup ---------------------------------------------------------------------------
-    def list(self) -> list[BaseModel]:
+    def list_models(self) -> list[BaseModel]:
         """The newest version of every registered base model, by name."""
         latest: dict[str, BaseModel] = {}
         for record in self.catalog.find(BaseModel.kind):
@@ -187,7 +189,8 @@ class ModelRegistry:
         ref = ref.strip()
         alias = self._find(Alias.kind, ref)
         if alias:
-            ref = alias[0].target  # type: ignore[attr-defined]
+            assert isinstance(alias[0], Alias)
+            ref = alias[0].target
         base_part, _, adapter_part = ref.partition(":")
         name, version = _split(base_part, ref)
         found = self._find(BaseModel.kind, name, version)
@@ -198,7 +201,8 @@ class ModelRegistry:
             return Resolved(base)
         adapter_name, adapter_version = _split(adapter_part, ref)
         adapters = [
-            a for a in self._find(Adapter.kind, adapter_name, adapter_version)
+            a
+            for a in self._find(Adapter.kind, adapter_name, adapter_version)
             if isinstance(a, Adapter) and a.base_model.split("@")[0] == base.name
         ]
         if not adapters:
@@ -261,7 +265,7 @@ class ModelRegistry:
         return sorted({a.name for a in self.adapters() if a.base_model.split("@")[0] == base_name})
 
     def _unknown(self, name: str) -> NotFound:
-        known = [m.name for m in self.list()] + [a.name for a in self.aliases()]
+        known = [m.name for m in self.list_models()] + [a.name for a in self.aliases()]
         return NotFound(
             f"unknown model {name!r}; registered: {', '.join(known) or 'none'}",
             "see `feilun models list`, or register it with `feilun models add NAME --gguf FILE`",

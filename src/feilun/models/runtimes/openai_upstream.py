@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from contextlib import contextmanager
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,9 @@ def _upstream_errors(model: UpstreamChatModel) -> Iterator[None]:
             "export the key in the variable named by the model's meta.api_key_env",
         ) from e
     except openai.NotFoundError as e:
-        raise NotFound(f"{where} does not serve that model", "list its models at GET /models") from e
+        raise NotFound(
+            f"{where} does not serve that model", "list its models at GET /models"
+        ) from e
 
 
 def load_runtime(record: BaseModel, cache_dir: Path) -> UpstreamChatModel:

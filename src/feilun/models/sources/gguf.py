@@ -44,8 +44,7 @@ def _read_header(path: Path) -> Any:
     data_end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
     if data_end > size_bytes:
         raise ArtifactError(
-            f"GGUF file {path} is truncated: tensors end at byte {data_end}, file has "
-            f"{size_bytes}",
+            f"GGUF file {path} is truncated: tensors end at byte {data_end}, file has {size_bytes}",
             _FIX,
         )
     return reader

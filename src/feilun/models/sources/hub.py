@@ -40,7 +40,9 @@ def _download(hub_id: str, cache_dir: Path, patterns: list[str] | None) -> Path:
     except HFValidationError as e:
         raise ConfigError(f"{hub_id!r} is not a valid hub id: {e}", "use `org/name`") from e
     except Exception as e:  # network failures surface as many httpx/OSError types
-        raise BackendUnavailable(f"cannot download {hub_id!r} from the hub: {e}", _OFFLINE_FIX) from e
+        raise BackendUnavailable(
+            f"cannot download {hub_id!r} from the hub: {e}", _OFFLINE_FIX
+        ) from e
     return Path(folder)
 
 

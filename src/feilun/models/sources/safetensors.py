@@ -102,7 +102,7 @@ class SafetensorsSource:
             model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32)
         except (OSError, ValueError) as e:
             raise ArtifactError(f"cannot load the model in {location}: {e}", _FOLDER_FIX) from e
-        model.eval()
+        model.train(mode=False)  # inference mode: no dropout
         return model, tokenizer
 
 

@@ -1,0 +1,148 @@
+"""`SqlCatalog`: the `Catalog` Protocol over the metadata database.
+
+A record is stored as its full JSON dump plus query columns, and comes back as the same
+pydantic class with the same id, created_at and content_hash. Each call is one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pydantic
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from feilun.core.errors import ConfigError, WorkspaceError
+from feilun.core.records import RECORD_TYPES, Record
+from feilun.store.database import Database
+from feilun.store.schema import record_inputs, records
+
+logger = logging.getLogger(__name__)
+
+
+def _record_type(kind: str) -> type[Record]:
+    record_type = RECORD_TYPES.get(kind)
+    if record_type is None:
+        raise ConfigError(
+            f"unknown record kind {kind!r}; known kinds: {', '.join(sorted(RECORD_TYPES))}",
+            "use one of those, or add the record class to feilun.core.records.RECORD_TYPES",
+        )
+    return record_type
+
+
+class SqlCatalog:
+    """Records in a SQL database (SQLite or PostgreSQL) migrated to the head revision."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def save(self, record: Record) -> Record:
+        """Store a record; a record with the same kind, name and version is replaced."""
+        kind = record.kind
+        if _record_type(kind) is not type(record):
+            raise ConfigError(
+                f"{type(record).__name__} has kind {kind!r}, which is registered to "
+                f"{_record_type(kind).__name__}; it could not be read back as itself",
+                "give the class its own `kind` and add it to feilun.core.records.RECORD_TYPES",
+            )
+        with self.db.session() as session:
+            connection = session.connection()
+            replaced = connection.execute(
+                sa.delete(records).where(
+                    records.c.kind == kind,
+                    records.c.name == record.name,
+                    records.c.version == record.version,
+                )
+            ).rowcount
+            connection.execute(
+                sa.insert(records).values(
+                    id=record.id,
+                    kind=kind,
+                    name=record.name,
+                    version=record.version,
+                    created_at=record.created_at,
+                    content_hash=record.content_hash,
+                    data=record.model_dump(mode="json"),
+                )
+            )
+            input_ids = list(dict.fromkeys(record.inputs))  # keep order, drop repeats
+            if input_ids:
+                connection.execute(
+                    sa.insert(record_inputs),
+                    [{"record_id": record.id, "input_id": i} for i in input_ids],
+                )
+        logger.debug("saved %s %s (%s), replaced %d", kind, record.ref, record.id, replaced)
+        return record
+
+    def find(self, kind: str, name: str | None = None, version: int | None = None) -> list[Record]:
+        """Return records of `kind` (optionally one name, one version), newest version first.
+
+        Ties (same version, different names) go newest created_at first, then by id.
+        """
+        record_type = _record_type(kind)
+        query = sa.select(records.c.id, records.c.data).where(records.c.kind == kind)
+        if name is not None:
+            query = query.where(records.c.name == name)
+        if version is not None:
+            query = query.where(records.c.version == version)
+        query = query.order_by(
+            records.c.version.desc(), records.c.created_at.desc(), records.c.id.desc()
+        )
+        with self.db.session(is_read_only=True) as session:
+            rows = session.execute(query).all()
+        return [_load(record_type, row.id, row.data) for row in rows]
+
+    def remove(self, kind: str, name: str) -> int:
+        """Delete every version of `name` (their input rows too); return the number removed."""
+        with self.db.session() as session:
+            removed = (
+                session.connection()
+                .execute(sa.delete(records).where(records.c.kind == kind, records.c.name == name))
+                .rowcount
+            )
+        logger.debug("removed %d versions of %s %s", removed, kind, name)
+        return int(removed)
+
+    def next_version(self, kind: str, name: str) -> int:
+        """Return the version a new `name` should take: 1, or one past the highest."""
+        query = sa.select(sa.func.max(records.c.version)).where(
+            records.c.kind == kind, records.c.name == name
+        )
+        with self.db.session(is_read_only=True) as session:
+            highest = session.execute(query).scalar_one()
+        return 1 if highest is None else int(highest) + 1
+
+    def lineage(self, record_id: str) -> list[str]:
+        """Return ids of every record `record_id` was made from, transitively, nearest first."""
+        seen: dict[str, None] = {}
+        frontier = [record_id]
+        with self.db.session(is_read_only=True) as session:
+            while frontier:
+                found = _inputs_of(session, frontier)
+                frontier = [i for i in found if i not in seen and i != record_id]
+                seen.update(dict.fromkeys(frontier))
+        return list(seen)
+
+
+def _inputs_of(session: Session, record_ids: list[str]) -> list[str]:
+    query = (
+        sa.select(record_inputs.c.input_id)
+        .where(record_inputs.c.record_id.in_(record_ids))
+        .distinct()
+        .order_by(record_inputs.c.input_id)
+    )
+    return list(session.execute(query).scalars())
+
+
+def _load(record_type: type[Record], record_id: str, data: Any) -> Record:
+    try:
+        # Validate as JSON, the mode it was dumped in, so every field type round-trips exactly.
+        return record_type.model_validate_json(json.dumps(data))
+    except pydantic.ValidationError as e:
+        raise WorkspaceError(
+            f"stored {record_type.kind} record {record_id} does not match this Feilun's "
+            f"{record_type.__name__}: {e.error_count()} problem(s), first: {e.errors()[0]['msg']}",
+            "upgrade with `pip install -U feilun` if a newer Feilun wrote it, else remove it",
+        ) from e

@@ -1,0 +1,180 @@
+"""The metadata database: one SQLAlchemy engine for SQLite (embedded) or PostgreSQL (at scale).
+
+Every logical change is one transaction (`Database.session()`). SQLite runs in WAL mode with
+`synchronous=FULL` and foreign keys on; a locked file or an unreachable server surfaces as a
+`FeilunError` that names the database and the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext
+from sqlalchemy.orm import Session, sessionmaker
+
+from feilun.core.errors import BackendUnavailable, ConfigError, WorkspaceError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+DEFAULT_CONNECT_TIMEOUT_S = 10
+# Execution option read by the SQLite "begin" hook: DEFERRED for readers, IMMEDIATE for writers,
+# so a writer takes the write lock up front (waiting busy_timeout) instead of failing on upgrade.
+_BEGIN_OPTION = "feilun_sqlite_begin"
+
+
+@dataclass(frozen=True)
+class Database:
+    """An open metadata database: the engine, its session factory and where it lives."""
+
+    url: URL
+    engine: Engine
+    sessionmaker: sessionmaker[Session]
+
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return self.engine.dialect.name
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file for a file-backed SQLite database, else None."""
+        if self.dialect != "sqlite" or not self.url.database or self.url.database == ":memory:":
+            return None
+        return Path(self.url.database)
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password masked, safe for messages and logs."""
+        return self.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def session(self, *, is_read_only: bool = False) -> Iterator[Session]:
+        """Yield a session in one transaction: committed at the end, rolled back if it raises."""
+        bind = self.engine
+        if is_read_only:
+            bind = bind.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
+        with self.sessionmaker(bind=bind) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """Yield a Core connection inside one write transaction (used by migrations)."""
+        with self.engine.begin() as connection:
+            yield connection
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def open_database(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> Database:
+    """Open the metadata database at `url` (`sqlite:////abs/feilun.db` or `postgresql://…`)."""
+    parsed = _parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = _sqlite_engine(parsed, busy_timeout_ms)
+    else:
+        engine = _postgres_engine(parsed)
+    database = Database(
+        url=parsed, engine=engine, sessionmaker=sessionmaker(engine, expire_on_commit=False)
+    )
+    event.listen(engine, "handle_error", _error_translator(database))
+    logger.debug("opened metadata database %s", database.display_url)
+    return database
+
+
+def _parse_url(url: str) -> URL:
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as e:
+        raise ConfigError(
+            f"database_url {url!r} is not a database URL",
+            "use sqlite:////absolute/path/feilun.db or postgresql://user:password@host:5432/db",
+        ) from e
+    if parsed.drivername in ("postgres", "postgresql"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        return parsed
+    raise ConfigError(
+        f"database_url {parsed.render_as_string(hide_password=True)!r} uses the unsupported "
+        f"driver {parsed.drivername!r}; supported: sqlite, postgresql (psycopg)",
+        "use sqlite:////absolute/path/feilun.db or postgresql://user:password@host:5432/db",
+    )
+
+
+def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
+    if url.database and url.database != ":memory:":
+        folder = Path(url.database).parent
+        if not folder.is_dir():
+            raise WorkspaceError(
+                f"the folder {folder} of the metadata database {url.database} does not exist",
+                "create the workspace with `feilun init`, or fix database_url",
+            )
+    engine = sa.create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the sqlite3 module so BEGIN is ours (see _begin) and
+        # DDL is transactional; pragmas must run outside a transaction anyway.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = FULL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _postgres_engine(url: URL) -> Engine:
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT_S
+    try:
+        return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    except ModuleNotFoundError as e:
+        raise ConfigError(
+            f"database_url {url.render_as_string(hide_password=True)!r} needs the PostgreSQL "
+            f"driver psycopg, which is not installed",
+            "pip install 'feilun[postgres]'",
+        ) from e
+
+
+def _error_translator(database: Database) -> Any:
+    """Build a `handle_error` hook turning lock and connection failures into FeilunErrors."""
+
+    def translate(context: ExceptionContext) -> None:
+        error = context.sqlalchemy_exception
+        if not isinstance(error, sa.exc.OperationalError):
+            return
+        if database.dialect == "sqlite" and "database is locked" in str(context.original_exception):
+            where = database.sqlite_path or database.display_url
+            raise WorkspaceError(
+                f"the metadata database {where} is locked: another feilun process holds it",
+                "wait for that process to finish or stop it, then retry",
+            ) from error
+        if database.dialect == "postgresql" and (
+            context.connection is None or context.is_disconnect
+        ):
+            raise BackendUnavailable(
+                f"cannot reach the PostgreSQL database {database.display_url}: "
+                f"{str(context.original_exception).strip()}",
+                "start the server or fix database_url (host, port, user, password, database name)",
+            ) from error
+
+    return translate
