@@ -26,7 +26,7 @@ def run_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
 def invoke(env: dict[str, str], *args: str) -> tuple[int, str]:
     """Run a command in-process (faster; FeilunErrors propagate as exceptions)."""
     result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout
 
 
 def test_help_is_instant_and_does_not_import_torch() -> None:
@@ -98,3 +98,48 @@ def test_bad_input_gets_one_line_and_exit_1(env: dict[str, str], tmp_path: Path)
 def test_version(flag: str) -> None:
     code, output = invoke({}, flag)
     assert code == 0 and output.startswith("feilun ")
+
+
+def test_chat_json_with_a_registered_model(env: dict[str, str], tiny_model_dir: Path) -> None:
+    invoke(env, "init")
+    invoke(env, "models", "add", "tiny", "--path", str(tiny_model_dir))
+    code, output = invoke(env, "chat", "tiny", "Hello", "--max-tokens", "5", "--json")
+    result = json.loads(output)
+    assert code == 0
+    assert result["usage"]["completion_tokens"] <= 5
+    assert result["usage"]["prompt_tokens"] > 0
+    assert result["finish_reason"] in ("stop", "length")
+    assert result["timings"]["load_s"] >= 0
+    code, output = invoke(env, "chat", "tiny", "Hello", "--max-tokens", "5")
+    assert code == 0 and output.endswith("\n")
+
+
+def test_prompt_over_the_context_names_the_limit(env: dict[str, str], tiny_model_dir: Path) -> None:
+    assert run_cli(env, "init")[0] == 0
+    assert run_cli(env, "models", "add", "tiny", "--path", str(tiny_model_dir))[0] == 0
+    context = json.loads((tiny_model_dir / "config.json").read_text())["max_position_embeddings"]
+    code, _, stderr = run_cli(env, "chat", "tiny", "word " * context * 2)
+    assert code == 1
+    assert str(context) in stderr and "Traceback" not in stderr
+
+
+def test_locked_database_is_one_clear_line(env: dict[str, str]) -> None:
+    import sqlite3
+
+    assert run_cli(env, "init")[0] == 0
+    holder = sqlite3.connect(Path(env["FEILUN_WORKSPACE"]) / "feilun.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        code, _, stderr = run_cli(
+            {**env, "FEILUN_BUSY_TIMEOUT_MS": "200"},
+            "models",
+            "add",
+            "x",
+            "--upstream",
+            "http://127.0.0.1:9/v1",
+        )
+    finally:
+        holder.rollback()
+        holder.close()
+    assert code == 1
+    assert "locked" in stderr and "feilun.db" in stderr and "Traceback" not in stderr

@@ -48,7 +48,7 @@ def make_handler(model: TransformersChatModel, seen: list[dict[str, Any]]) -> ty
             self.end_headers()
             self.wfile.write(body)
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["content-length"])))
             seen.append({"auth": self.headers.get("authorization"), **body})
             if body["model"] != MODEL_ID:
@@ -57,30 +57,52 @@ def make_handler(model: TransformersChatModel, seen: list[dict[str, Any]]) -> ty
             messages = [Message(**m) for m in body["messages"]]
             if not body.get("stream"):
                 done = model.chat(messages, _params(body))
-                self._send(200, {
-                    "id": "c1", "object": "chat.completion", "created": 0, "model": MODEL_ID,
-                    "choices": [{"index": 0, "finish_reason": done.finish_reason,
-                                 "message": {"role": "assistant", "content": done.text}}],
-                    "usage": {"prompt_tokens": done.usage.prompt_tokens,
-                              "completion_tokens": done.usage.completion_tokens,
-                              "total_tokens": done.usage.total_tokens},
-                })
+                self._send(
+                    200,
+                    {
+                        "id": "c1",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": MODEL_ID,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": done.finish_reason,
+                                "message": {"role": "assistant", "content": done.text},
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": done.usage.prompt_tokens,
+                            "completion_tokens": done.usage.completion_tokens,
+                            "total_tokens": done.usage.total_tokens,
+                        },
+                    },
+                )
                 return
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
             self.end_headers()
             for delta in model.stream(messages, _params(body)):
                 chunk: dict[str, Any] = {
-                    "id": "c1", "object": "chat.completion.chunk", "created": 0,
+                    "id": "c1",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
                     "model": MODEL_ID,
-                    "choices": [{"index": 0, "delta": {"content": delta.text},
-                                 "finish_reason": delta.finish_reason}],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"content": delta.text},
+                            "finish_reason": delta.finish_reason,
+                        }
+                    ],
                 }
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 if delta.usage is not None:
-                    usage = {"prompt_tokens": delta.usage.prompt_tokens,
-                             "completion_tokens": delta.usage.completion_tokens,
-                             "total_tokens": delta.usage.total_tokens}
+                    usage = {
+                        "prompt_tokens": delta.usage.prompt_tokens,
+                        "completion_tokens": delta.usage.completion_tokens,
+                        "total_tokens": delta.usage.total_tokens,
+                    }
                     tail = {**chunk, "choices": [], "usage": usage}
                     self.wfile.write(f"data: {json.dumps(tail)}\n\n".encode())
             self.wfile.write(b"data: [DONE]\n\n")
@@ -106,7 +128,10 @@ def server(local_model: TransformersChatModel) -> Iterator[tuple[str, list[dict[
 
 def _record(base_url: str, model: str = MODEL_ID) -> BaseModel:
     return BaseModel(
-        name="remote", source="upstream", location=base_url, runtime="openai_upstream",
+        name="remote",
+        source="upstream",
+        location=base_url,
+        runtime="openai_upstream",
         meta={"upstream_model": model, "api_key_env": "FEILUN_TEST_UPSTREAM_KEY"},
     )
 

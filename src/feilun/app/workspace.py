@@ -59,7 +59,9 @@ class Workspace:
 
 
 def _build(settings: Settings) -> Workspace:
-    database = open_database(settings.resolved_database_url)
+    database = open_database(
+        settings.resolved_database_url, busy_timeout_ms=settings.busy_timeout_ms
+    )
     catalog = SqlCatalog(database)
     return Workspace(
         settings=settings,

@@ -35,6 +35,9 @@ class Settings(pydantic.BaseModel):
     artifact_root: str = pydantic.Field(
         "", description="Folder of the artifact store; empty means artifacts/ in the workspace."
     )
+    busy_timeout_ms: int = pydantic.Field(
+        5000, ge=0, description="How long a SQLite writer waits for another's lock."
+    )
     redis_url: str = pydantic.Field("", description="Redis for rate limits; empty: in-process.")
     model_cache: str = pydantic.Field(
         "", description="Folder for converted model weights; empty means cache/ in the workspace."

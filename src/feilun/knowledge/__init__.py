@@ -1,1 +1,1 @@
-"""Knowledge stage: chunking, lexical and dense indexes, hybrid retrieval, citations (the Knowledge issue)."""
+"""Knowledge stage: chunking, lexical and dense indexes, hybrid retrieval, citations."""

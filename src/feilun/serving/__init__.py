@@ -1,1 +1,1 @@
-"""Serving stage: the OpenAI-compatible gateway with tenants, quotas and traces (the Serving issue)."""
+"""Serving stage: the OpenAI-compatible gateway with tenants, quotas, metering and traces."""
