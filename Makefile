@@ -27,7 +27,12 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/pytest -q -m ''
 
-bench: $(STAMP)
+# The llama.cpp peer is built only in the benchmarks' own venv (it compiles for ~20 minutes).
+benchmarks/.env/bin/python:
+	$(PYTHON) -m venv benchmarks/.env
+	CMAKE_ARGS="-DGGML_NATIVE=ON" benchmarks/.env/bin/pip install --quiet llama-cpp-python==0.3.36
+
+bench: $(STAMP) benchmarks/.env/bin/python
 	$(BIN)/python benchmarks/decode.py
 
 lint: $(STAMP)

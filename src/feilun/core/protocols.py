@@ -51,9 +51,14 @@ class Completion(pydantic.BaseModel):
 
 
 class Delta(pydantic.BaseModel):
-    """One streamed piece of a generation; the last one carries finish_reason and usage."""
+    """One streamed piece of a generation; the last one carries finish_reason and usage.
+
+    `completion_tokens` counts the tokens generated up to and including this piece, so a
+    stream cut short (a client disconnect) is billed for exactly what was sent.
+    """
 
     text: str
+    completion_tokens: int = 0
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
 
