@@ -27,13 +27,18 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/pytest -q -m ''
 
-# The llama.cpp peer is built only in the benchmarks' own venv (it compiles for ~20 minutes).
-benchmarks/.env/bin/python:
-	$(PYTHON) -m venv benchmarks/.env
+# The peers live only in the benchmarks' own venv: llama.cpp (compiles for ~20 minutes) and
+# LiteLLM's proxy.
+BENCH_ENV := benchmarks/.env/.installed
+$(BENCH_ENV):
+	test -x benchmarks/.env/bin/python || $(PYTHON) -m venv benchmarks/.env
 	CMAKE_ARGS="-DGGML_NATIVE=ON" benchmarks/.env/bin/pip install --quiet llama-cpp-python==0.3.36
+	benchmarks/.env/bin/pip install --quiet 'litellm[proxy]==1.100.0'
+	touch $(BENCH_ENV)
 
-bench: $(STAMP) benchmarks/.env/bin/python
+bench: $(STAMP) $(BENCH_ENV)
 	$(BIN)/python benchmarks/decode.py
+	$(BIN)/python benchmarks/gateway.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

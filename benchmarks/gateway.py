@@ -1,0 +1,216 @@
+"""Gateway overhead: Feilun's gateway vs calling the upstream directly vs LiteLLM's proxy.
+
+One upstream runtime (`feilun serve` of a tiny model, the same for every row) is called three
+ways in the same run: directly, through Feilun's gateway (the upstream registered as an
+`openai_upstream` model, with keys, metering and traces on), and through LiteLLM's proxy
+(installed only in benchmarks/.env). Added latency = via-proxy latency - direct latency.
+
+    .venv/bin/python benchmarks/gateway.py [--requests 200] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+
+ROOT = Path(__file__).resolve().parents[1]
+FEILUN = str(Path(sys.executable).with_name("feilun"))
+LITELLM = ROOT / "benchmarks" / ".env" / "bin" / "litellm"
+MODEL = "tiny"
+
+
+@dataclass
+class Row:
+    """Measured figures of one way of calling."""
+
+    name: str
+    p50_ms: float
+    p99_ms: float
+    requests_per_s: float
+    stream_tokens_per_s: float
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def feilun(workspace: Path, *args: str) -> str:
+    env = {**os.environ, "FEILUN_WORKSPACE": str(workspace)}
+    done = subprocess.run([FEILUN, *args], env=env, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def make_key(workspace: Path) -> str:
+    """Create a tenant and an API key; return the secret."""
+    import json
+
+    feilun(workspace, "tenants", "create", "bench")
+    return str(json.loads(feilun(workspace, "keys", "create", "--tenant", "bench", "--json"))["secret"])
+
+
+def start(command: list[str], env: dict[str, str], health_url: str) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_healthy(health_url, process)
+    return process
+
+
+def measure(name: str, base_url: str, key: str, requests: int, concurrency: int) -> Row:
+    client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=120)
+    messages = [{"role": "user", "content": "Say something about data flywheels."}]
+
+    def one(_: int) -> float:
+        started = time.perf_counter()
+        client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8)
+        return (time.perf_counter() - started) * 1000
+
+    for _ in range(5):  # warm-up: model load, connection pools
+        one(0)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        latencies = sorted(pool.map(one, range(requests)))
+    wall_s = time.perf_counter() - started
+
+    tokens, stream_s = 0, 0.0
+    for _ in range(5):
+        begun = time.perf_counter()
+        stream = client.chat.completions.create(
+            model=MODEL, messages=messages, max_tokens=64, stream=True,
+            stream_options={"include_usage": True},
+        )
+        for chunk in stream:
+            if chunk.usage:
+                tokens += chunk.usage.completion_tokens
+        stream_s += time.perf_counter() - begun
+    return Row(
+        name,
+        statistics.median(latencies),
+        latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        requests / wall_s,
+        tokens / stream_s,
+    )
+
+
+def write_litellm_config(folder: Path, upstream_url: str, key: str) -> Path:
+    path = folder / "litellm.yaml"
+    path.write_text(
+        "model_list:\n"
+        f"  - model_name: {MODEL}\n"
+        "    litellm_params:\n"
+        f"      model: openai/{MODEL}\n"
+        f"      api_base: {upstream_url}\n"
+        f"      api_key: {key}\n"
+    )
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    from feilun.models.tiny import save_tiny_model
+
+    processes: list[subprocess.Popen[bytes]] = []
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        try:
+            upstream_ws, gateway_ws = folder / "upstream", folder / "gateway"
+            feilun(upstream_ws, "init")
+            feilun(upstream_ws, "models", "add", MODEL, "--path", str(save_tiny_model(folder / "m")))
+            upstream_key = make_key(upstream_ws)
+            up_port = free_port()
+            upstream_url = f"http://127.0.0.1:{up_port}/v1"
+            processes.append(start(
+                [FEILUN, "serve", "--port", str(up_port)],
+                {"FEILUN_WORKSPACE": str(upstream_ws)}, f"http://127.0.0.1:{up_port}/health",
+            ))
+            rows.append(measure("direct (upstream)", upstream_url, upstream_key, args.requests,
+                                args.concurrency))
+
+            feilun(gateway_ws, "init")
+            feilun(gateway_ws, "models", "add", MODEL, "--upstream", upstream_url,
+                   "--api-key-env", "BENCH_UPSTREAM_KEY")
+            gateway_key = make_key(gateway_ws)
+            gw_port = free_port()
+            processes.append(start(
+                [FEILUN, "serve", "--port", str(gw_port)],
+                {"FEILUN_WORKSPACE": str(gateway_ws), "BENCH_UPSTREAM_KEY": upstream_key},
+                f"http://127.0.0.1:{gw_port}/health",
+            ))
+            rows.append(measure("feilun gateway", f"http://127.0.0.1:{gw_port}/v1", gateway_key,
+                                args.requests, args.concurrency))
+
+            if LITELLM.exists():
+                ll_port = free_port()
+                config = write_litellm_config(folder, upstream_url, upstream_key)
+                processes.append(start(
+                    [str(LITELLM), "--config", str(config), "--host", "127.0.0.1",
+                     "--port", str(ll_port), "--num_workers", "1"],
+                    {"LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+                    f"http://127.0.0.1:{ll_port}/health/liveliness",
+                ))
+                rows.append(measure("litellm proxy", f"http://127.0.0.1:{ll_port}/v1", "none",
+                                    args.requests, args.concurrency))
+        finally:
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
+    print_table(rows, args)
+
+
+def print_table(rows: list[Row], args: argparse.Namespace) -> None:
+    direct = rows[0]
+    print(f"\n{args.requests} non-stream requests (max_tokens=8) at concurrency {args.concurrency};"
+          " 5 streams of 64 tokens")
+    print(f"{'way':<20}{'p50 ms':>9}{'p99 ms':>9}{'added p50':>11}{'added p99':>11}"
+          f"{'req/s':>8}{'stream tok/s':>14}")
+    for row in rows:
+        print(f"{row.name:<20}{row.p50_ms:>9.1f}{row.p99_ms:>9.1f}"
+              f"{row.p50_ms - direct.p50_ms:>11.1f}{row.p99_ms - direct.p99_ms:>11.1f}"
+              f"{row.requests_per_s:>8.1f}{row.stream_tokens_per_s:>14.1f}")
+    by_name = {row.name: row for row in rows}
+    ours = by_name["feilun gateway"]
+    print(f"streaming throughput feilun / direct: {ours.stream_tokens_per_s / direct.stream_tokens_per_s:.2f}x")
+    if "litellm proxy" in by_name:
+        peer = by_name["litellm proxy"]
+        added_ours = max(ours.p50_ms - direct.p50_ms, 0.01)
+        added_peer = max(peer.p50_ms - direct.p50_ms, 0.01)
+        print(f"added p50 latency feilun / litellm: {added_ours / added_peer:.2f}x")
+    else:
+        print(f"litellm proxy: not installed in {LITELLM.parent.parent} (see benchmarks/README.md)")
+
+
+if __name__ == "__main__":
+    main()
