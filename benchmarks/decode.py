@@ -47,8 +47,13 @@ def gguf_location() -> tuple[str, str]:
     return spec.submodule_search_locations[0], GGUF_NAME
 
 
+# Concurrent-stream runs ask each prompt in these styles too: 16 different conversations.
+STYLES = ["", " Keep it under fifty words.", " Use a numbered list.", " Explain it to a child."]
+
+
 def messages(i: int) -> list[dict[str, str]]:
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPTS[i]}]
+    question = PROMPTS[i % len(PROMPTS)] + STYLES[i // len(PROMPTS) % len(STYLES)]
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
 
 
 def peak_rss_mb() -> float:
@@ -88,41 +93,74 @@ def worker_hf() -> dict[str, float]:
 
 
 def worker_ours(quantize: str, streams: int) -> dict[str, float]:
-    """The 4 conversations one at a time (streams=1) or as one batch (streams=4)."""
+    """Conversations 0..3 one at a time (streams=1), or 0..streams-1 at once, one thread each.
+
+    Every thread calls `stream()` on the same runtime, as concurrent API clients would;
+    `aggregate_tps` is all completion tokens / wall time from the first call to the last Delta.
+    """
+    import threading
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from feilun.core.protocols import GenerationParams
     from feilun.core.records import Message
-    from feilun.models.runtimes.transformers import load_runtime
+    from feilun.models.runtimes.transformers import TransformersChatModel
 
     folder, name = gguf_location()
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    runtime = load_runtime(
+    runtime = TransformersChatModel(
         model, tokenizer, name="smollm2-135m-instruct", quantize=quantize, threads=THREADS
     )
     params = GenerationParams(max_tokens=MAX_TOKENS)
-    conversations = [[Message(**m) for m in messages(i)] for i in range(len(PROMPTS))]
+    count = max(streams, len(PROMPTS))
+    conversations = [[Message(**m) for m in messages(i)] for i in range(count)]
     groups = [conversations] if streams > 1 else [[c] for c in conversations]
-    runtime.chat_batch(groups[0], GenerationParams(max_tokens=4))
+    runtime.chat(conversations[0], GenerationParams(max_tokens=4))
+
+    def run_group(group: list[list[Message]]) -> tuple[float, int, int, float, float]:
+        usage: list[tuple[int, int]] = [(0, 0)] * len(group)
+        timings: list[tuple[float, float]] = [(0.0, 0.0)] * len(group)
+
+        def client(i: int) -> None:
+            if streams == 1:  # chat() is stream() collected, plus its prefill and decode times
+                done = runtime.chat(group[i], params)
+                usage[i] = (done.usage.prompt_tokens, done.usage.completion_tokens)
+                timings[i] = (done.prefill_s, done.decode_s)
+                return
+            for delta in runtime.stream(group[i], params):
+                if delta.usage is not None:
+                    usage[i] = (delta.usage.prompt_tokens, delta.usage.completion_tokens)
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(len(group))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - started
+        prompt, completion = sum(u[0] for u in usage), sum(u[1] for u in usage)
+        return wall, prompt, completion, sum(t[0] for t in timings), sum(t[1] for t in timings)
+
     totals = []
     for _ in range(REPEATS):
-        prompt = completion = prefill = decode = wall = 0.0
+        wall = prompt = completion = prefill = decode = 0.0
         for group in groups:
-            started = time.perf_counter()
-            batch = runtime.chat_batch(group, params)
-            wall += time.perf_counter() - started
-            prompt += sum(c.usage.prompt_tokens for c in batch)
-            completion += sum(c.usage.completion_tokens for c in batch)
-            prefill, decode = prefill + batch[0].prefill_s, decode + batch[0].decode_s
-        totals.append((prompt / prefill, completion / decode, completion / wall))
-    return {
-        "prefill_tps": statistics.median(t[0] for t in totals),
-        "decode_tps": statistics.median(t[1] for t in totals),
-        "aggregate_tps": statistics.median(t[2] for t in totals),
+            run = run_group(group)
+            wall += run[0]
+            prompt, completion = prompt + run[1], completion + run[2]
+            prefill, decode = prefill + run[3], decode + run[4]
+        totals.append((prompt / prefill if prefill else 0.0, completion, decode, completion / wall))
+    row = {
+        "aggregate_tps": statistics.median(t[3] for t in totals),
+        "peak_rows": float(runtime._batcher.peak_rows if runtime._batcher else 1),
         "rss_mb": peak_rss_mb(),
     }
+    if streams == 1:
+        row["prefill_tps"] = statistics.median(t[0] for t in totals)
+        row["decode_tps"] = statistics.median(t[1] / t[2] for t in totals)
+    return row
 
 
 def worker_llamacpp() -> dict[str, float]:
@@ -190,6 +228,7 @@ def setup_llamacpp() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setup-llamacpp", action="store_true", help="build benchmarks/.env")
+    parser.add_argument("--only", help="run only the rows whose label contains this text")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -211,6 +250,7 @@ def main() -> None:
         ("feilun fp32 (quantize=none)", (sys.executable, "ours", "none", "1")),
         ("feilun default (int8), 1 stream", (sys.executable, "ours", "int8", "1")),
         ("feilun default (int8), 4 streams", (sys.executable, "ours", "int8", "4")),
+        ("feilun default (int8), 16 streams", (sys.executable, "ours", "int8", "16")),
     ]
     if LLAMACPP_PYTHON.exists():
         plan.append(("llama.cpp Q4_1 (llama-cpp-python)", (LLAMACPP_PYTHON, "llamacpp", folder)))
@@ -219,6 +259,8 @@ def main() -> None:
             "not built: run with --setup-llamacpp (compiles ~20 min)"
         )
     for label, (python, *worker_args) in plan:
+        if args.only and args.only not in label:
+            continue
         print(f"running {label} …", file=sys.stderr, flush=True)
         rows[label] = run_worker(python, *worker_args)
     print_table(rows)
@@ -233,17 +275,19 @@ def print_table(rows: dict[str, dict[str, float] | str]) -> None:
         f"{'configuration':36} {'prefill tok/s':>14} {'decode tok/s':>13} {'aggregate':>10} "
         f"{'peak RSS MB':>12}"
     )
+
+    def cell(row: dict[str, float], key: str, width: int, digits: int) -> str:
+        return f"{row[key]:{width}.{digits}f}" if key in row else " " * width
+
     for label, row in rows.items():
         if isinstance(row, str):
             print(f"{label:36} {row}")
             continue
-        aggregate = f"{row['aggregate_tps']:10.1f}" if "aggregate_tps" in row else f"{'':>10}"
         print(
-            f"{label:36} {row['prefill_tps']:14.0f} {row['decode_tps']:13.1f} {aggregate} "
-            f"{row['rss_mb']:12.0f}"
+            f"{label:36} {cell(row, 'prefill_tps', 14, 0)} {cell(row, 'decode_tps', 13, 1)} "
+            f"{cell(row, 'aggregate_tps', 10, 1)} {cell(row, 'rss_mb', 12, 0)}"
         )
     one = rows.get("feilun default (int8), 1 stream")
-    four = rows.get("feilun default (int8), 4 streams")
     peer = rows.get("llama.cpp Q4_1 (llama-cpp-python)")
     plain = rows.get("transformers generate fp32")
     print()
@@ -252,9 +296,11 @@ def print_table(rows: dict[str, dict[str, float] | str]) -> None:
             if isinstance(row, dict):
                 ratio = row["decode_tps"] / peer["decode_tps"]
                 print(f"decode ratio {label} / llama.cpp: {ratio:.2f}x")
-    if isinstance(one, dict) and isinstance(four, dict):
-        ratio = four["aggregate_tps"] / one["aggregate_tps"]
-        print(f"aggregate tokens/s, 4 streams / 1 stream: {ratio:.2f}x")
+    for streams in (4, 16):
+        many = rows.get(f"feilun default (int8), {streams} streams")
+        if isinstance(one, dict) and isinstance(many, dict):
+            ratio = many["aggregate_tps"] / one["aggregate_tps"]
+            print(f"aggregate tokens/s, {streams} streams / 1 stream: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -74,7 +74,9 @@ def make_key(workspace: Path) -> str:
     import json
 
     feilun(workspace, "tenants", "create", "bench")
-    return str(json.loads(feilun(workspace, "keys", "create", "--tenant", "bench", "--json"))["secret"])
+    return str(
+        json.loads(feilun(workspace, "keys", "create", "--tenant", "bench", "--json"))["secret"]
+    )
 
 
 def start(command: list[str], env: dict[str, str], health_url: str) -> subprocess.Popen[bytes]:
@@ -105,7 +107,10 @@ def measure(name: str, base_url: str, key: str, requests: int, concurrency: int)
     for _ in range(5):
         begun = time.perf_counter()
         stream = client.chat.completions.create(
-            model=MODEL, messages=messages, max_tokens=64, stream=True,
+            model=MODEL,
+            messages=messages,
+            max_tokens=64,
+            stream=True,
             stream_options={"include_usage": True},
         )
         for chunk in stream:
@@ -148,41 +153,84 @@ def main() -> None:
         try:
             upstream_ws, gateway_ws = folder / "upstream", folder / "gateway"
             feilun(upstream_ws, "init")
-            feilun(upstream_ws, "models", "add", MODEL, "--path", str(save_tiny_model(folder / "m")))
+            feilun(
+                upstream_ws, "models", "add", MODEL, "--path", str(save_tiny_model(folder / "m"))
+            )
             upstream_key = make_key(upstream_ws)
             up_port = free_port()
             upstream_url = f"http://127.0.0.1:{up_port}/v1"
-            processes.append(start(
-                [FEILUN, "serve", "--port", str(up_port)],
-                {"FEILUN_WORKSPACE": str(upstream_ws)}, f"http://127.0.0.1:{up_port}/health",
-            ))
-            rows.append(measure("direct (upstream)", upstream_url, upstream_key, args.requests,
-                                args.concurrency))
+            processes.append(
+                start(
+                    [FEILUN, "serve", "--port", str(up_port)],
+                    {"FEILUN_WORKSPACE": str(upstream_ws)},
+                    f"http://127.0.0.1:{up_port}/health",
+                )
+            )
+            rows.append(
+                measure(
+                    "direct (upstream)", upstream_url, upstream_key, args.requests, args.concurrency
+                )
+            )
 
             feilun(gateway_ws, "init")
-            feilun(gateway_ws, "models", "add", MODEL, "--upstream", upstream_url,
-                   "--api-key-env", "BENCH_UPSTREAM_KEY")
+            feilun(
+                gateway_ws,
+                "models",
+                "add",
+                MODEL,
+                "--upstream",
+                upstream_url,
+                "--api-key-env",
+                "BENCH_UPSTREAM_KEY",
+            )
             gateway_key = make_key(gateway_ws)
             gw_port = free_port()
-            processes.append(start(
-                [FEILUN, "serve", "--port", str(gw_port)],
-                {"FEILUN_WORKSPACE": str(gateway_ws), "BENCH_UPSTREAM_KEY": upstream_key},
-                f"http://127.0.0.1:{gw_port}/health",
-            ))
-            rows.append(measure("feilun gateway", f"http://127.0.0.1:{gw_port}/v1", gateway_key,
-                                args.requests, args.concurrency))
+            processes.append(
+                start(
+                    [FEILUN, "serve", "--port", str(gw_port)],
+                    {"FEILUN_WORKSPACE": str(gateway_ws), "BENCH_UPSTREAM_KEY": upstream_key},
+                    f"http://127.0.0.1:{gw_port}/health",
+                )
+            )
+            rows.append(
+                measure(
+                    "feilun gateway",
+                    f"http://127.0.0.1:{gw_port}/v1",
+                    gateway_key,
+                    args.requests,
+                    args.concurrency,
+                )
+            )
 
             if LITELLM.exists():
                 ll_port = free_port()
                 config = write_litellm_config(folder, upstream_url, upstream_key)
-                processes.append(start(
-                    [str(LITELLM), "--config", str(config), "--host", "127.0.0.1",
-                     "--port", str(ll_port), "--num_workers", "1"],
-                    {"LITELLM_LOCAL_MODEL_COST_MAP": "True"},
-                    f"http://127.0.0.1:{ll_port}/health/liveliness",
-                ))
-                rows.append(measure("litellm proxy", f"http://127.0.0.1:{ll_port}/v1", "none",
-                                    args.requests, args.concurrency))
+                processes.append(
+                    start(
+                        [
+                            str(LITELLM),
+                            "--config",
+                            str(config),
+                            "--host",
+                            "127.0.0.1",
+                            "--port",
+                            str(ll_port),
+                            "--num_workers",
+                            "1",
+                        ],
+                        {"LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+                        f"http://127.0.0.1:{ll_port}/health/liveliness",
+                    )
+                )
+                rows.append(
+                    measure(
+                        "litellm proxy",
+                        f"http://127.0.0.1:{ll_port}/v1",
+                        "none",
+                        args.requests,
+                        args.concurrency,
+                    )
+                )
         finally:
             for process in processes:
                 process.send_signal(signal.SIGTERM)
@@ -192,17 +240,26 @@ def main() -> None:
 
 def print_table(rows: list[Row], args: argparse.Namespace) -> None:
     direct = rows[0]
-    print(f"\n{args.requests} non-stream requests (max_tokens=8) at concurrency {args.concurrency};"
-          " 5 streams of 64 tokens")
-    print(f"{'way':<20}{'p50 ms':>9}{'p99 ms':>9}{'added p50':>11}{'added p99':>11}"
-          f"{'req/s':>8}{'stream tok/s':>14}")
+    print(
+        f"\n{args.requests} non-stream requests (max_tokens=8) at concurrency {args.concurrency};"
+        " 5 streams of 64 tokens"
+    )
+    print(
+        f"{'way':<20}{'p50 ms':>9}{'p99 ms':>9}{'added p50':>11}{'added p99':>11}"
+        f"{'req/s':>8}{'stream tok/s':>14}"
+    )
     for row in rows:
-        print(f"{row.name:<20}{row.p50_ms:>9.1f}{row.p99_ms:>9.1f}"
-              f"{row.p50_ms - direct.p50_ms:>11.1f}{row.p99_ms - direct.p99_ms:>11.1f}"
-              f"{row.requests_per_s:>8.1f}{row.stream_tokens_per_s:>14.1f}")
+        print(
+            f"{row.name:<20}{row.p50_ms:>9.1f}{row.p99_ms:>9.1f}"
+            f"{row.p50_ms - direct.p50_ms:>11.1f}{row.p99_ms - direct.p99_ms:>11.1f}"
+            f"{row.requests_per_s:>8.1f}{row.stream_tokens_per_s:>14.1f}"
+        )
     by_name = {row.name: row for row in rows}
     ours = by_name["feilun gateway"]
-    print(f"streaming throughput feilun / direct: {ours.stream_tokens_per_s / direct.stream_tokens_per_s:.2f}x")
+    print(
+        "streaming throughput feilun / direct: "
+        f"{ours.stream_tokens_per_s / direct.stream_tokens_per_s:.2f}x"
+    )
     if "litellm proxy" in by_name:
         peer = by_name["litellm proxy"]
         added_ours = max(ours.p50_ms - direct.p50_ms, 0.01)

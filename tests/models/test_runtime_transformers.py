@@ -310,3 +310,19 @@ def test_text_stream_holds_back_half_characters_and_stop_prefixes() -> None:
     assert held_back("say P", ["Par"]) == 1
     assert held_back("say Pa", ["Par", "a"]) == 2
     assert held_back("say", ["Par"]) == 0
+
+
+@pytest.mark.parametrize("use_lean", [True, False])
+def test_deltas_carry_a_running_completion_token_count(
+    random_llama: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch, use_lean: bool
+) -> None:
+    if not use_lean:
+        monkeypatch.setattr(runtime_module, "supports_lean", lambda model: False)
+    runtime = TransformersChatModel(*random_llama, name="counts", quantize="none")
+    for text in PROMPTS:
+        deltas = list(runtime.stream(user(text), GREEDY))
+        counts = [d.completion_tokens for d in deltas]
+        assert counts == sorted(counts) and counts[0] >= 1
+        assert deltas[-1].usage is not None
+        assert counts[-1] == deltas[-1].usage.completion_tokens
+        assert counts[-1] == runtime.chat(user(text), GREEDY).usage.completion_tokens

@@ -11,7 +11,7 @@ import sys
 import typer
 
 from feilun import __version__
-from feilun.cli import chat, demo, models, workspace
+from feilun.cli import accounts, chat, demo, models, serve, workspace
 from feilun.core.errors import FeilunError
 
 app = typer.Typer(
@@ -25,7 +25,14 @@ app.command("init")(workspace.init)
 app.command("doctor")(workspace.doctor)
 app.command("chat")(chat.chat)
 app.command("demo")(demo.demo)
+app.command("serve")(serve.serve)
 app.add_typer(models.app, name="models")
+app.add_typer(accounts.tenants_app, name="tenants")
+app.add_typer(accounts.keys_app, name="keys")
+app.add_typer(accounts.quotas_app, name="quotas")
+app.add_typer(accounts.prices_app, name="prices")
+app.add_typer(accounts.usage_app, name="usage")
+app.add_typer(accounts.traces_app, name="traces")
 
 
 def _version(value: bool) -> None:

@@ -38,6 +38,9 @@ class Settings(pydantic.BaseModel):
     busy_timeout_ms: int = pydantic.Field(
         5000, ge=0, description="How long a SQLite writer waits for another's lock."
     )
+    max_body_bytes: int = pydantic.Field(
+        1 << 20, ge=1024, description="Largest HTTP request body the gateway accepts."
+    )
     redis_url: str = pydantic.Field("", description="Redis for rate limits; empty: in-process.")
     model_cache: str = pydantic.Field(
         "", description="Folder for converted model weights; empty means cache/ in the workspace."

@@ -9,6 +9,7 @@ to float rounding, so greedy decoding gives the same tokens as `model.generate`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,49 +102,45 @@ class LeanLlama:
             )
         self._rope_cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def new_cache(self, batch: int, max_len: int) -> LeanCache:
-        """A zeroed static KV cache for `batch` sequences of up to `max_len` positions."""
-        shape = (len(self.layers), batch, self.n_kv, max_len, self.head_dim)
-        return LeanCache(torch.zeros(shape), torch.zeros(shape), 0)
+    def new_cache(self, rows: int, max_len: int) -> LeanCache:
+        """A zeroed static KV cache of `rows` sequences of up to `max_len` positions each."""
+        shape = (len(self.layers), rows, self.n_kv, max_len, self.head_dim)
+        # Zeros, not empty: a masked slot still enters SDPA's weighted sum, and 0 * NaN = NaN.
+        return LeanCache(torch.zeros(shape), torch.zeros(shape))
 
-    def _rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return cos and sin for `positions` (B, T), each (B, 1, T, D), from a growing table."""
-        needed = int(positions.max()) + 1
-        if self._rope_cache is None or self._rope_cache[0].shape[0] < needed:
-            size = max(needed, 2 * (0 if self._rope_cache is None else len(self._rope_cache[0])))
-            size = max(size, 512)
-            table = torch.arange(size)[None]  # (1, L)
-            cos, sin = self.rotary(self.embed[:1], table)  # (1, L, D) each
+    def _rope(self, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the cos and sin tables (L, D), L >= `end`, growing them when needed."""
+        if self._rope_cache is None or self._rope_cache[0].shape[0] < end:
+            size = max(end, 512, 2 * (0 if self._rope_cache is None else len(self._rope_cache[0])))
+            cos, sin = self.rotary(self.embed[:1], torch.arange(size)[None])  # (1, L, D) each
             self._rope_cache = (cos[0], sin[0])
-        cos, sin = self._rope_cache
-        return cos[positions][:, None], sin[positions][:, None]
+        return self._rope_cache
 
     def forward(
-        self,
-        input_ids: torch.Tensor,
-        positions: torch.Tensor,
-        valid: torch.Tensor | None,
-        cache: LeanCache,
+        self, input_ids: torch.Tensor, starts: Sequence[int], cache: LeanCache
     ) -> torch.Tensor:
-        """Run `input_ids` (B, T) at `positions` (B, T); last-position logits (B, V).
+        """Run `input_ids` (B, T); last-position logits (B, V).
 
-        `valid` (B, cache_len) marks real (non-padding) slots; None means all are real.
+        Row r's tokens take positions (and cache slots) starts[r] .. starts[r] + T - 1 of cache
+        row r and attend to that row's slots up to their own. Rows never see each other, so a
+        row's logits do not depend on its batch mates (up to float summation order).
         """
         batch, steps = input_ids.shape
-        start, end = cache.length, cache.length + steps
-        cos, sin = self._rope(positions)  # (B, 1, T, D)
+        start, end = min(starts), max(starts) + steps
+        table_cos, table_sin = self._rope(end)
+        is_aligned = start == end - steps
+        if is_aligned:
+            cos, sin = table_cos[start:end][None, None], table_sin[start:end][None, None]
+            columns = None
+        else:
+            columns = torch.tensor(starts)[:, None] + torch.arange(steps)  # (B, T)
+            cos, sin = table_cos[columns][:, None], table_sin[columns][:, None]  # (B, 1, T, D)
+            rows = torch.arange(batch)[:, None]  # (B, 1)
         mask = None
-        if valid is not None or steps > 1:
-            # (B, 1, T, S): a query sees real slots up to its own position.
-            slots = torch.arange(end)
-            causal = slots[None, :] <= torch.arange(start, end)[:, None]  # (T, S)
-            mask = causal[None, None]
-            if valid is not None:
-                # A padding query also sees itself: a row with nothing to attend to would give
-                # NaN, and NaN poisons the per-tensor scale of int8 activations for every row.
-                mask = mask & valid[:, None, None, :end] | (
-                    slots[None, :] == start + torch.arange(steps)[:, None]
-                )
+        if not is_aligned or steps > 1:
+            # (B or 1, 1, T, S): a query sees its own row's slots up to its own position.
+            own = columns if columns is not None else torch.arange(start, end)[None]  # (B, T)
+            mask = (torch.arange(end) <= own[..., None])[:, None]
         x = F.embedding(input_ids, self.embed)  # (B, T, H)
         n_q, n_kv, d = self.n_heads * self.head_dim, self.n_kv * self.head_dim, self.head_dim
         heads = self.n_heads + self.n_kv
@@ -153,19 +150,23 @@ class LeanLlama:
             qk = qkv[..., : n_q + n_kv].view(batch, steps, heads, d).transpose(1, 2)
             qk = qk * cos + _rotate_half(qk) * sin  # (B, nH + nKV, T, D)
             v = qkv[..., n_q + n_kv :].view(batch, steps, self.n_kv, d).transpose(1, 2)
-            cache.keys[i, :, :, start:end] = qk[:, self.n_heads :]
-            cache.values[i, :, :, start:end] = v
+            keys, values = cache.keys[i], cache.values[i]  # (B, nKV, S, D) each
+            if columns is None:
+                keys[:, :, start:end] = qk[:, self.n_heads :]
+                values[:, :, start:end] = v
+            else:
+                keys[rows, :, columns] = qk[:, self.n_heads :].transpose(1, 2)  # (B, T, nKV, D)
+                values[rows, :, columns] = v.transpose(1, 2)
             attn = F.scaled_dot_product_attention(
                 qk[:, : self.n_heads],
-                cache.keys[i, :, :, :end],
-                cache.values[i, :, :, :end],
+                keys[:, :, :end],
+                values[:, :, :end],
                 attn_mask=mask,
                 enable_gqa=self.n_kv != self.n_heads,
             )  # (B, nH, T, D)
             x = x + layer.o(attn.transpose(1, 2).reshape(batch, steps, n_q))
             gate, up = layer.gate_up(_rms_norm(x, layer.post_norm, self.eps)).chunk(2, dim=-1)
             x = x + layer.down(F.silu(gate) * up)  # (B, T, H)
-        cache.length = end
         last = _rms_norm(x[:, -1], self.norm, self.eps)  # (B, H)
         logits: torch.Tensor = self.lm_head(last)  # (B, V)
         return logits
@@ -173,17 +174,22 @@ class LeanLlama:
 
 @dataclass
 class LeanCache:
-    """Preallocated keys and values, (layers, B, n_kv, max_len, D) each, and the filled length."""
+    """Preallocated keys and values, (layers, rows, n_kv, max_len, D) each."""
 
     keys: torch.Tensor
     values: torch.Tensor
-    length: int
+
+    def rows(self, first: int, stop: int) -> LeanCache:
+        """A view of cache rows first .. stop - 1 (writes go to this cache)."""
+        return LeanCache(self.keys[:, first:stop], self.values[:, first:stop])
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    # Written out as transformers' LlamaRMSNorm does (same rounding); faster than F.rms_norm
-    # for one token, where the fused op's dispatch costs more than the arithmetic.
-    return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+    # transformers' LlamaRMSNorm with the same rounding (sum / n is what mean computes), but
+    # sum + in-place div/add dispatch ~7 µs less than mean + add per call: ~0.4 ms per token.
+    # Faster than F.rms_norm for one token too, where the fused op's dispatch costs more.
+    variance = x.pow(2).sum(-1, keepdim=True).div_(x.shape[-1]).add_(eps)
+    return weight * (x * torch.rsqrt(variance))
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,7 @@ class ModelRegistry:
         self.catalog = catalog
         self.cache_dir = cache_dir
         self._open: dict[str, ChatModel] = {}
+        self._opening = threading.Lock()
 
     # registration ---------------------------------------------------------------------
     def add(
@@ -252,9 +254,10 @@ class ModelRegistry:
                 "serve the base model, or install a Feilun with the training stage",
             )
         key = resolved.ref
-        if key not in self._open:
-            factory = plugins.lookup("runtimes", resolved.base.runtime)
-            self._open[key] = factory(resolved.base, self.cache_dir)
+        with self._opening:  # concurrent first requests load the weights once
+            if key not in self._open:
+                factory = plugins.lookup("runtimes", resolved.base.runtime)
+                self._open[key] = factory(resolved.base, self.cache_dir)
         return self._open[key]
 
     # internals ------------------------------------------------------------------------

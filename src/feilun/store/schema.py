@@ -73,3 +73,88 @@ record_inputs = sa.Table(
     sa.Column("input_id", sa.String(), primary_key=True),
     sa.Index("ix_record_inputs_input_id", "input_id"),
 )
+
+# --- Serving: tenants, API keys, quotas, prices, the usage ledger and traces (migration 0002) ---
+# Money is NUMERIC (Decimal), never float: a usage report must add up to the cent.
+PRICE_TYPE = sa.Numeric(20, 8)
+COST_TYPE = sa.Numeric(24, 12)
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("id", sa.String(), primary_key=True),
+    sa.Column("name", sa.String(), nullable=False, unique=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+# The secret itself is never stored: only its SHA-256 and a visible prefix to find it by.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(), primary_key=True),
+    sa.Column("tenant_id", sa.String(), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("prefix", sa.String(), nullable=False, unique=True),
+    sa.Column("secret_hash", sa.String(), nullable=False),
+    sa.Column("models", sa.JSON, nullable=True),
+    sa.Column("is_admin", sa.Boolean, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=True),
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
+    sa.Index("ix_api_keys_tenant_id", "tenant_id"),
+)
+
+quotas = sa.Table(
+    "quotas",
+    metadata,
+    sa.Column("tenant_id", sa.String(), sa.ForeignKey("tenants.id"), primary_key=True),
+    sa.Column("tokens_per_day", sa.BigInteger, nullable=True),
+    sa.Column("requests_per_minute", sa.Integer, nullable=True),
+)
+
+prices = sa.Table(
+    "prices",
+    metadata,
+    sa.Column("model", sa.String(), primary_key=True),
+    sa.Column("input_per_1k", PRICE_TYPE, nullable=False),
+    sa.Column("output_per_1k", PRICE_TYPE, nullable=False),
+)
+
+# One row per served request; trace_id is unique so settling twice cannot bill twice.
+usage = sa.Table(
+    "usage",
+    metadata,
+    sa.Column("id", sa.String(), primary_key=True),
+    sa.Column("trace_id", sa.String(), nullable=False, unique=True),
+    sa.Column("tenant_id", sa.String(), nullable=False),
+    sa.Column("key_prefix", sa.String(), nullable=False),
+    sa.Column("model", sa.String(), nullable=False),
+    sa.Column("adapter", sa.String(), nullable=True),
+    sa.Column("endpoint", sa.String(), nullable=False),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False),
+    sa.Column("completion_tokens", sa.Integer, nullable=False),
+    sa.Column("cost", COST_TYPE, nullable=False),
+    sa.Column("usage_source", sa.String(), nullable=False),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("day", sa.String(10), nullable=False),  # YYYY-MM-DD, UTC
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_usage_tenant_id_day", "tenant_id", "day"),
+)
+
+traces = sa.Table(
+    "traces",
+    metadata,
+    sa.Column("id", sa.String(), primary_key=True),
+    sa.Column("tenant_id", sa.String(), nullable=False),
+    sa.Column("key_prefix", sa.String(), nullable=False),
+    sa.Column("model", sa.String(), nullable=False),
+    sa.Column("adapter", sa.String(), nullable=True),
+    sa.Column("endpoint", sa.String(), nullable=False),
+    sa.Column("request", sa.JSON, nullable=False),
+    sa.Column("response", sa.JSON, nullable=False),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False),
+    sa.Column("completion_tokens", sa.Integer, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_traces_tenant_id_created_at", "tenant_id", "created_at"),
+)

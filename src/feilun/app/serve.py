@@ -1,0 +1,68 @@
+"""Compose the gateway from a workspace: registry, embedder, SQL ledger, limiter, FastAPI app.
+
+`build_gateway` is what `feilun serve` and the tests use; the server itself is uvicorn.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from feilun.app.workspace import Workspace
+from feilun.core import registry as plugins
+from feilun.core.errors import FeilunError
+from feilun.core.protocols import ChatModel, Embedder
+from feilun.models.packaged import MINILM
+from feilun.serving.accounts import Accounts
+from feilun.serving.gateway import Gateway, ServerLimits
+from feilun.serving.ledger import SqlLedger
+from feilun.serving.limits import build_limiter
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+
+def build_gateway(workspace: Workspace) -> Gateway:
+    """Wire the registry, the packaged embedder and the SQL ledger into a Gateway."""
+    registry = workspace.models
+
+    def open_model(name: str) -> tuple[str, ChatModel]:
+        resolved = registry.resolve(name)
+        return resolved.ref, registry.open(resolved.ref)
+
+    def model_names() -> list[str]:
+        return [m.name for m in registry.list_models()] + [a.name for a in registry.aliases()]
+
+    lock = threading.Lock()
+    loaded: list[Embedder] = []
+
+    def embedder() -> Embedder:
+        with lock:
+            if not loaded:
+                path = MINILM.locate()
+                if path is None:
+                    raise FeilunError(f"{MINILM.name} is not installed", MINILM.install_hint)
+                loaded.append(plugins.lookup("embedders", "sentence")(path, name=MINILM.name))
+        return loaded[0]
+
+    accounts = Accounts(workspace.database)
+    ledger = SqlLedger(workspace.database, accounts, build_limiter(workspace.settings.redis_url))
+    return Gateway(
+        open_model=open_model,
+        model_names=model_names,
+        ledger=ledger,
+        embedder=embedder,
+        limits=ServerLimits(max_body_bytes=workspace.settings.max_body_bytes),
+    )
+
+
+def build_server_app(workspace: Workspace) -> FastAPI:
+    """The whole HTTP app: OpenAI routes, admin routes, tenant-scoped routes."""
+    from feilun.serving.admin.router import router as admin_router
+    from feilun.serving.admin.router import tenant_router
+    from feilun.serving.app import build_app
+
+    app = build_app(build_gateway(workspace))
+    app.include_router(admin_router)
+    app.include_router(tenant_router)
+    return app

@@ -1,0 +1,1 @@
+"""OpenAI-compatible endpoints, one folder each: `router.py` (thin), `protocol.py`, `service.py`."""

@@ -1,0 +1,1 @@
+"""`POST /v1/completions`: raw prompts, run through the model's chat template."""

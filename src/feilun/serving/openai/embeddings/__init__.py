@@ -1,0 +1,1 @@
+"""`POST /v1/embeddings` with the packaged sentence embedder."""

@@ -1,0 +1,277 @@
+"""Running an admitted chat model for /v1/chat/completions and /v1/completions alike.
+
+`open_generation` does the checks in order — key, model, context window, quota — and only then
+opens the bill. `generate_all` answers at once; `stream_events` streams SSE and bills the
+completion tokens actually sent: settled before the usage chunk and `[DONE]`, on client
+disconnect ("disconnected"), and on failure ("error").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+from starlette.requests import Request
+
+from feilun.core.errors import BackendUnavailable, InputTooLong
+from feilun.core.protocols import ChatModel, Completion, Delta, GenerationParams, Usage
+from feilun.core.records import Message
+from feilun.serving.errors import error_payload
+from feilun.serving.openai.metering import (
+    Meter,
+    admit,
+    authenticate,
+    gateway_of,
+    new_meter,
+    usage_source_of,
+)
+from feilun.serving.streaming import DONE, close_in_thread, next_in_thread, sse_event
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_TOKENS = 1024  # when neither the client nor the model names a limit
+
+
+@dataclass
+class GenerationRequest:
+    """What an endpoint asks of the model, already validated by its protocol."""
+
+    model: str
+    conversations: list[list[Message]]  # one per prompt; each answered `n` times
+    n: int
+    max_tokens: int | None
+    max_tokens_param: str  # the field the client used, for error messages
+    prompt_param: str  # "messages" or "prompt"
+    temperature: float
+    top_p: float
+    stop: list[str]
+    seed: int | None
+    endpoint: str
+    body: dict[str, Any]
+
+
+@dataclass
+class Generation:
+    """An admitted generation: the model, its decoding params, and the open bill."""
+
+    model: ChatModel
+    ref: str
+    name: str
+    choices: list[list[Message]]  # conversation of each choice, in choice order
+    params: GenerationParams
+    prompt_tokens: int
+    meter: Meter
+
+    @property
+    def trace_id(self) -> str:
+        """The trace id, also the `x-feilun-trace-id` header."""
+        return self.meter.admission.trace_id
+
+    @property
+    def usage_source(self) -> str:
+        """Where the token counts come from: `tokenizer` or `upstream`."""
+        return self.meter.usage_source
+
+
+def _context_check(ask: GenerationRequest, counts: Sequence[int], context: int | None) -> int:
+    """The max_tokens to use; InputTooLong (naming the limit) when a prompt does not fit."""
+    if context is None:
+        return ask.max_tokens or DEFAULT_MAX_TOKENS
+    longest = max(counts)
+    if longest >= context:
+        error = InputTooLong(
+            f"the {ask.prompt_param} take {longest} tokens, the whole context window of "
+            f"{context} tokens of model {ask.model!r}",
+            fix=f"shorten the {ask.prompt_param}",
+        )
+        error.param = ask.prompt_param  # type: ignore[attr-defined]
+        raise error
+    if ask.max_tokens is None:
+        return context - longest
+    if longest + ask.max_tokens > context:
+        error = InputTooLong(
+            f"{ask.max_tokens_param}={ask.max_tokens} plus {longest} prompt tokens is over the "
+            f"context window of {context} tokens of model {ask.model!r}",
+            fix=f"set {ask.max_tokens_param} to at most {context - longest}",
+        )
+        error.param = ask.max_tokens_param  # type: ignore[attr-defined]
+        raise error
+    return ask.max_tokens
+
+
+async def open_generation(request: Request, ask: GenerationRequest) -> Generation:
+    """Authenticate, open the model, check the context window, admit; nothing billed on error."""
+    principal = await authenticate(request)
+    ref, model = await anyio.to_thread.run_sync(gateway_of(request).open_model, ask.model)
+    counts = [await anyio.to_thread.run_sync(model.count_tokens, c) for c in ask.conversations]
+    max_tokens = _context_check(ask, counts, getattr(model, "context_length", None))
+    params = GenerationParams(
+        max_tokens=max_tokens,
+        temperature=ask.temperature,
+        top_p=ask.top_p,
+        stop=ask.stop,
+        seed=ask.seed,
+    )
+    prompt_tokens = sum(counts)
+    reserve = prompt_tokens + max_tokens * ask.n * len(ask.conversations)
+    admission = await admit(request, principal, ask.model, reserve)
+    meter = new_meter(request, admission, ref, ask.endpoint, ask.body, usage_source_of(model))
+    choices = [c for c in ask.conversations for _ in range(ask.n)]
+    return Generation(model, ref, ask.model, choices, params, prompt_tokens, meter)
+
+
+def _generate(gen: Generation) -> list[Completion]:
+    batch = getattr(gen.model, "chat_batch", None)
+    if batch is not None and len(gen.choices) > 1:
+        completions: list[Completion] = batch(gen.choices, gen.params)
+        return completions
+    return [gen.model.chat(c, gen.params) for c in gen.choices]
+
+
+def _mark_upstream(gen: Generation, error: BaseException) -> None:
+    if isinstance(error, BackendUnavailable) and gen.usage_source == "upstream":
+        error.is_upstream = True  # type: ignore[attr-defined]  # reported as 502
+
+
+async def generate_all(gen: Generation) -> tuple[list[Completion], Usage]:
+    """Every choice at once (one batch when the model can), and the usage to report and bill."""
+    try:
+        completions = await anyio.to_thread.run_sync(_generate, gen)
+    except BaseException as e:
+        _mark_upstream(gen, e)
+        await gen.meter.settle({"error": str(e)}, 0, 0, "error")
+        raise
+    prompt_tokens = gen.prompt_tokens
+    if gen.usage_source == "upstream":
+        prompt_tokens = sum(c.usage.prompt_tokens for c in completions) or prompt_tokens
+    completion_tokens = sum(c.usage.completion_tokens for c in completions)
+    return completions, Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+
+class ChunkFormat(Protocol):
+    """How an endpoint writes its stream chunks."""
+
+    def opening(self, index: int) -> dict[str, Any] | None:
+        """The chunk that opens a choice (the assistant role), if the endpoint has one."""
+        ...
+
+    def piece(self, index: int, delta: Delta) -> dict[str, Any]:
+        """The chunk carrying one Delta of choice `index`."""
+        ...
+
+    def usage(self, usage: Usage) -> dict[str, Any]:
+        """The last chunk, with usage and no choices."""
+        ...
+
+
+@dataclass
+class _Tally:
+    """What has actually been sent, per choice."""
+
+    texts: list[str]
+    tokens: list[int]
+    reasons: list[str | None]
+    upstream_prompt_tokens: int = 0
+    is_started: bool = field(default=False)
+
+    def record(self, index: int, delta: Delta) -> None:
+        self.is_started = True
+        self.texts[index] += delta.text
+        if delta.usage is not None:
+            self.tokens[index] = delta.usage.completion_tokens
+            self.upstream_prompt_tokens += delta.usage.prompt_tokens
+        elif delta.completion_tokens:
+            self.tokens[index] = delta.completion_tokens
+        elif delta.text:
+            self.tokens[index] += 1  # a runtime without running counts: one token per piece
+        if delta.finish_reason is not None:
+            self.reasons[index] = delta.finish_reason
+
+    def response(self) -> dict[str, Any]:
+        return {
+            "choices": [
+                {"index": i, "text": t, "finish_reason": r}
+                for i, (t, r) in enumerate(zip(self.texts, self.reasons, strict=True))
+            ]
+        }
+
+
+async def open_stream(gen: Generation) -> Iterator[Delta]:
+    """Start the first choice's stream before any byte is sent, so bad input gets its status."""
+    try:
+        return await anyio.to_thread.run_sync(gen.model.stream, gen.choices[0], gen.params)
+    except BaseException as e:
+        _mark_upstream(gen, e)
+        await gen.meter.settle({"error": str(e)}, 0, 0, "error")
+        raise
+
+
+async def stream_events(
+    gen: Generation, fmt: ChunkFormat, include_usage: bool, first: Iterator[Delta]
+) -> AsyncIterator[bytes]:
+    """The SSE body of a streamed generation; the bill is settled before the last event.
+
+    `first` is the already opened stream of choice 0 (see `open_stream`).
+    """
+    count = len(gen.choices)
+    tally = _Tally(texts=[""] * count, tokens=[0] * count, reasons=[None] * count)
+    gauge = gen.meter.metrics.streams_in_flight
+    gauge.inc()
+    try:
+        for index, conversation in enumerate(gen.choices):
+            deltas = (
+                first
+                if index == 0
+                else await anyio.to_thread.run_sync(gen.model.stream, conversation, gen.params)
+            )
+            try:
+                opening = fmt.opening(index)
+                if opening is not None:
+                    yield sse_event(opening)
+                while (delta := await next_in_thread(deltas)) is not None:
+                    yield sse_event(fmt.piece(index, delta))
+                    tally.record(index, delta)  # reached only once the chunk was sent
+            finally:
+                await close_in_thread(deltas)
+        usage = Usage(prompt_tokens=_prompt_tokens(gen, tally), completion_tokens=sum(tally.tokens))
+        await gen.meter.settle(tally.response(), usage.prompt_tokens, usage.completion_tokens, "ok")
+        if include_usage:
+            yield sse_event(fmt.usage(usage))
+        yield DONE
+    except (GeneratorExit, anyio.get_cancelled_exc_class()):
+        await settle_cut(gen, tally, "disconnected")
+        raise
+    except Exception as e:
+        _mark_upstream(gen, e)
+        if not gen.meter.is_settled:
+            logger.warning("stream %s failed: %s", gen.trace_id, e, exc_info=True)
+        await settle_cut(gen, tally, "error")
+        yield sse_event(error_payload(e))
+    finally:
+        gauge.dec()
+
+
+async def abandon_stream(gen: Generation, first: Iterator[Delta]) -> None:
+    """Clean up a stream whose body may never have run (client gone before the first byte)."""
+    await close_in_thread(first)
+    count = len(gen.choices)
+    await settle_cut(gen, _Tally([""] * count, [0] * count, [None] * count), "disconnected")
+
+
+def _prompt_tokens(gen: Generation, tally: _Tally) -> int:
+    if gen.usage_source == "upstream" and tally.upstream_prompt_tokens:
+        return tally.upstream_prompt_tokens
+    return gen.prompt_tokens
+
+
+async def settle_cut(gen: Generation, tally: _Tally, status: str) -> None:
+    """Bill a stream that ended early: prompt tokens only if anything was sent."""
+    prompt_tokens = _prompt_tokens(gen, tally) if tally.is_started else 0
+    response = tally.response() | {"status": status}
+    try:
+        await gen.meter.settle(response, prompt_tokens, sum(tally.tokens), status)
+    except Exception:
+        logger.exception("could not settle %s stream %s", status, gen.trace_id)
