@@ -75,7 +75,7 @@ def make_key(workspace: Path) -> str:
 
     feilun(workspace, "tenants", "create", "bench")
     return str(
-        json.loads(feilun(workspace, "keys", "create", "--tenant", "bench", "--json"))["secret"]
+        json.loads(feilun(workspace, "keys", "create", "--tenant", "bench", "--json"))["key"]
     )
 
 
