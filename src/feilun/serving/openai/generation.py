@@ -9,11 +9,13 @@ disconnect ("disconnected"), and on failure ("error").
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
+from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
 from feilun.core.errors import BackendUnavailable, InputTooLong
@@ -28,7 +30,7 @@ from feilun.serving.openai.metering import (
     new_meter,
     usage_source_of,
 )
-from feilun.serving.streaming import DONE, close_in_thread, next_in_thread, sse_event
+from feilun.serving.streaming import DONE, EventStream, close_in_thread, next_in_thread, sse_event
 
 logger = logging.getLogger(__name__)
 
@@ -275,3 +277,24 @@ async def settle_cut(gen: Generation, tally: _Tally, status: str) -> None:
         await gen.meter.settle(response, prompt_tokens, sum(tally.tokens), status)
     except Exception:
         logger.exception("could not settle %s stream %s", status, gen.trace_id)
+
+
+async def respond(
+    gen: Generation,
+    *,
+    is_stream: bool,
+    include_usage: bool,
+    chunks: Callable[[Generation, bool, int], ChunkFormat],
+    body: Callable[[Generation, list[Completion], Usage], dict[str, Any]],
+) -> Response:
+    """Stream the answer as SSE, or generate it whole, settle it, then return it as JSON."""
+    if is_stream:
+        first = await open_stream(gen)
+        return EventStream(
+            stream_events(gen, chunks(gen, include_usage, int(time.time())), include_usage, first),
+            on_close=lambda: abandon_stream(gen, first),
+        )
+    completions, usage = await generate_all(gen)
+    response = body(gen, completions, usage)
+    await gen.meter.settle(response, usage.prompt_tokens, usage.completion_tokens, "ok")
+    return JSONResponse(response)

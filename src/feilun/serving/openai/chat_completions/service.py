@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.requests import Request
 
 from feilun.core.protocols import Completion, Delta, Usage
@@ -18,13 +18,9 @@ from feilun.serving.openai.chat_completions.protocol import ChatCompletionReques
 from feilun.serving.openai.generation import (
     Generation,
     GenerationRequest,
-    abandon_stream,
-    generate_all,
     open_generation,
-    open_stream,
-    stream_events,
+    respond,
 )
-from feilun.serving.streaming import EventStream
 
 DEFAULT_TEMPERATURE = 1.0  # OpenAI's default
 DEFAULT_TOP_P = 1.0
@@ -126,15 +122,10 @@ class ChatChunks:
 async def create_chat_completion(request: Request, body: ChatCompletionRequest) -> Response:
     """Answer one chat completion request, streamed or not; billed before it is returned."""
     gen = await open_generation(request, _ask(body))
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        fmt = ChatChunks(gen, include_usage, int(time.time()))
-        first = await open_stream(gen)
-        return EventStream(
-            stream_events(gen, fmt, include_usage, first),
-            on_close=lambda: abandon_stream(gen, first),
-        )
-    completions, usage = await generate_all(gen)
-    response = _response_body(gen, completions, usage)
-    await gen.meter.settle(response, usage.prompt_tokens, usage.completion_tokens, "ok")
-    return JSONResponse(response)
+    return await respond(
+        gen,
+        is_stream=bool(body.stream),
+        include_usage=bool(body.stream_options and body.stream_options.include_usage),
+        chunks=ChatChunks,
+        body=_response_body,
+    )

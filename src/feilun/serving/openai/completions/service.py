@@ -11,10 +11,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.requests import Request
 
-from feilun.core.protocols import Delta, Usage
+from feilun.core.protocols import Completion, Delta, Usage
 from feilun.core.records import Message
 from feilun.serving.openai.chat_completions.service import (
     DEFAULT_TEMPERATURE,
@@ -26,13 +26,9 @@ from feilun.serving.openai.completions.protocol import CompletionRequest
 from feilun.serving.openai.generation import (
     Generation,
     GenerationRequest,
-    abandon_stream,
-    generate_all,
     open_generation,
-    open_stream,
-    stream_events,
+    respond,
 )
-from feilun.serving.streaming import EventStream
 
 
 def _ask(body: CompletionRequest) -> GenerationRequest:
@@ -91,20 +87,8 @@ class TextChunks:
         return self._chunk([]) | {"usage": usage_body(usage)}
 
 
-async def create_completion(request: Request, body: CompletionRequest) -> Response:
-    """Answer one text completion request, streamed or not; billed before it is returned."""
-    gen = await open_generation(request, _ask(body))
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        first = await open_stream(gen)
-        return EventStream(
-            stream_events(
-                gen, TextChunks(gen, include_usage, int(time.time())), include_usage, first
-            ),
-            on_close=lambda: abandon_stream(gen, first),
-        )
-    completions, usage = await generate_all(gen)
-    response = {
+def _response_body(gen: Generation, completions: list[Completion], usage: Usage) -> dict[str, Any]:
+    return {
         "id": f"cmpl-{gen.trace_id}",
         "object": "text_completion",
         "created": int(time.time()),
@@ -113,5 +97,15 @@ async def create_completion(request: Request, body: CompletionRequest) -> Respon
         "usage": usage_body(usage),
         "feilun": feilun_fields(gen),
     }
-    await gen.meter.settle(response, usage.prompt_tokens, usage.completion_tokens, "ok")
-    return JSONResponse(response)
+
+
+async def create_completion(request: Request, body: CompletionRequest) -> Response:
+    """Answer one text completion request, streamed or not; billed before it is returned."""
+    gen = await open_generation(request, _ask(body))
+    return await respond(
+        gen,
+        is_stream=bool(body.stream),
+        include_usage=bool(body.stream_options and body.stream_options.include_usage),
+        chunks=TextChunks,
+        body=_response_body,
+    )
