@@ -48,5 +48,9 @@ class BackendUnavailable(FeilunError):
     """A database, object store, hub or upstream server cannot be reached."""
 
 
+class BadInput(FeilunError):
+    """An input file cannot be used: corrupt, encrypted, too big, unsupported or unsafe."""
+
+
 class InputTooLong(FeilunError):
     """A prompt does not fit the model's context window."""
