@@ -38,8 +38,9 @@ def test_round_trip_preserves_identity() -> None:
 
 
 def test_every_kind_is_registered_once() -> None:
-    assert len(RECORD_TYPES) == 11
-    assert {cls.id_prefix for cls in RECORD_TYPES.values()}.__len__() == 11
+    assert len({cls.id_prefix for cls in RECORD_TYPES.values()}) == len(RECORD_TYPES)
+    assert len({cls.kind for cls in RECORD_TYPES.values()}) == len(RECORD_TYPES)
+    assert all(kind == cls.kind for kind, cls in RECORD_TYPES.items())
 
 
 def test_hash_content_is_canonical() -> None:

@@ -11,7 +11,7 @@ import sys
 import typer
 
 from feilun import __version__
-from feilun.cli import accounts, chat, demo, models, serve, workspace
+from feilun.cli import accounts, chat, data, demo, models, serve, workspace
 from feilun.core.errors import FeilunError
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app.command("chat")(chat.chat)
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
 app.add_typer(models.app, name="models")
+app.add_typer(data.app, name="data")
 app.add_typer(accounts.tenants_app, name="tenants")
 app.add_typer(accounts.keys_app, name="keys")
 app.add_typer(accounts.quotas_app, name="quotas")

@@ -75,6 +75,8 @@ class Document(Record):
 
     kind: ClassVar[str] = "document"
     id_prefix: ClassVar[str] = "doc"
+
+    collection: str = ""
     source: str = ""
     source_id: str = ""
     media_type: str = ""
@@ -83,6 +85,20 @@ class Document(Record):
     pages: int = 0
     text: str = ""
     warnings: list[str] = pydantic.Field(default_factory=list)
+
+
+class Quarantine(Record):
+    """A file that could not be ingested, and what to do about it."""
+
+    kind: ClassVar[str] = "quarantine"
+    id_prefix: ClassVar[str] = "qua"
+
+    collection: str = ""
+    source: str = ""
+    source_id: str = pydantic.Field("", description="sha256 of the file's bytes, if read.")
+    file_type: str = ""
+    reason: str = ""
+    fix: str = ""
 
 
 class Chunk(Record):
@@ -215,6 +231,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
     cls.kind: cls
     for cls in (
         Document,
+        Quarantine,
         Chunk,
         Example,
         Dataset,
