@@ -32,6 +32,7 @@ class Parsed:
     title: str = ""
     pages: int = 0  # 0 for formats without pages
     page_starts: list[int] = field(default_factory=list)  # char offset where page i+1 begins
+    row_starts: list[int] = field(default_factory=list)  # tabular files: where row i+1 begins
     warnings: list[str] = field(default_factory=list)  # kept, shown, never fatal
 
 
