@@ -6,6 +6,7 @@ model (the serving stage will replace it with Feilun's own gateway).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -175,3 +176,49 @@ def test_token_estimate_counts_chinese_characters() -> None:
     model = UpstreamChatModel("http://127.0.0.1:9/v1", MODEL_ID, api_key="x", name="dead")
     assert model.count_tokens([Message(role="user", content="飞轮飞轮")]) == 4 + 4
     assert model.count_tokens([Message(role="user", content="abcdefgh")]) == 2 + 4
+
+
+def test_async_chat_and_stream_match_the_sync_ones(
+    server: tuple[str, list[dict[str, Any]]],
+    local_model: TransformersChatModel,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    base_url, _ = server
+    remote = load_runtime(_record(base_url), tmp_path)
+    messages = [Message(role="user", content="What is the capital of France?")]
+    params = GenerationParams(max_tokens=12, seed=5, temperature=0.9)
+    local = local_model.chat(messages, params)
+
+    async def run() -> tuple[Any, list[Any]]:
+        answer = await remote.achat(messages, params)
+        deltas = [d async for d in await remote.astream(messages, params)]
+        return answer, deltas
+
+    answer, deltas = asyncio.run(run())
+    assert answer.text == local.text and answer.usage == local.usage
+    assert "".join(d.text for d in deltas) == local.text
+    assert deltas[-1].usage == local.usage and deltas[-1].finish_reason == local.finish_reason
+
+
+def test_async_stream_fails_before_returning_and_closes_unstarted(
+    server: tuple[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    base_url, _ = server
+    messages = [Message(role="user", content="hi")]
+
+    async def run() -> None:
+        with pytest.raises(NotFound, match="does not serve"):
+            await load_runtime(_record(base_url, "other"), tmp_path).astream(
+                messages, GenerationParams()
+            )
+        stream = await load_runtime(_record(base_url), tmp_path).astream(
+            messages, GenerationParams(max_tokens=4)
+        )
+        await stream.aclose()  # never iterated: the connection is released all the same
+        assert stream._response.is_closed  # type: ignore[attr-defined]
+        dead = UpstreamChatModel("http://127.0.0.1:9/v1", MODEL_ID, api_key="x", name="dead")
+        with pytest.raises(BackendUnavailable, match="cannot reach"):
+            await dead.astream(messages, GenerationParams())
+
+    asyncio.run(run())

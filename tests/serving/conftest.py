@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,11 +214,32 @@ def minilm() -> Embedder:
     return load_embedder(folder, name=MINILM.name)
 
 
+@contextmanager
+def serve_app(app: Any) -> Iterator[str]:
+    """Run an ASGI app under uvicorn on a free port of 127.0.0.1; yield its base URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not uv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
 @pytest.fixture(scope="session")
 def server(tiny_chat_model: ChatModel, minilm: Embedder) -> Iterator[Server]:
     """The real app under uvicorn on a free port of 127.0.0.1."""
-    import uvicorn
-
     from feilun.serving.app import build_app
 
     ledger = make_ledger()
@@ -227,18 +249,5 @@ def server(tiny_chat_model: ChatModel, minilm: Embedder) -> Iterator[Server]:
         "tiny-faulty": Faulty(tiny_chat_model),
     }
     gateway = make_gateway(models, ledger, minilm)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(build_app(gateway), log_level="warning", lifespan="off")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    yield Server(f"http://127.0.0.1:{port}", ledger, gateway, minilm)
-    uv.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve_app(build_app(gateway)) as url:
+        yield Server(url, ledger, gateway, minilm)

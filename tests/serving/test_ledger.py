@@ -252,6 +252,26 @@ def test_requests_race_for_the_rate_limit(
     assert "rate limit of 7 requests per minute" in str(refused[0])
 
 
+def test_a_refusal_takes_neither_tokens_nor_a_rate_slot(
+    db: Database, accounts: Accounts, limiter: Limiter, clock: Clock
+) -> None:
+    ledger = SqlLedger(db, accounts, limiter, clock=clock, cache_ttl_s=0)
+    principal = ledger.authenticate("Bearer " + tenant_key(accounts, "acme"))
+    accounts.set_quota("acme", 100, 2)
+    first = ledger.admit(principal, "tiny", 90)
+    with pytest.raises(QuotaExceeded, match="daily quota"):  # over tokens: no rate slot taken
+        ledger.admit(principal, "tiny", 20)
+    second = ledger.admit(principal, "tiny", 10)  # the 2nd rate slot is still free
+    with pytest.raises(QuotaExceeded, match="rate limit"):  # over rate: its tokens given back
+        ledger.admit(principal, "tiny", 0)
+    ledger.settle(first, outcome(40, 40))
+    ledger.settle(second, outcome(5, 5))
+    accounts.set_quota("acme", 100, None)  # lift the rate limit: 100 - 90 billed leaves 10
+    ledger.admit(principal, "tiny", 10)
+    with pytest.raises(QuotaExceeded, match="daily quota"):
+        ledger.admit(principal, "tiny", 1)
+
+
 def test_unused_reservation_is_given_back_and_overrun_charged(
     ledger: SqlLedger, accounts: Accounts
 ) -> None:

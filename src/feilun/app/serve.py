@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from feilun.app.workspace import Workspace
 from feilun.core import registry as plugins
+from feilun.core.caching import TtlCache
 from feilun.core.errors import FeilunError
 from feilun.core.protocols import ChatModel, Embedder
 from feilun.models.packaged import MINILM
@@ -21,14 +22,21 @@ from feilun.serving.limits import build_limiter
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+RESOLVE_TTL_S = 1.0  # how long a name keeps resolving to the same model after an alias moves
+
 
 def build_gateway(workspace: Workspace) -> Gateway:
     """Wire the registry, the packaged embedder and the SQL ledger into a Gateway."""
     registry = workspace.models
+    # A moved alias (`prod` promoted) or a new version is picked up within a second.
+    opened: TtlCache[str, tuple[str, ChatModel]] = TtlCache(ttl_s=RESOLVE_TTL_S)
 
     def open_model(name: str) -> tuple[str, ChatModel]:
-        resolved = registry.resolve(name)
-        return resolved.ref, registry.open(resolved.ref)
+        found = opened.get(name)
+        if found is None:
+            ref = registry.resolve(name).ref
+            found = opened.put(name, (ref, registry.open(ref)))
+        return found
 
     def model_names() -> list[str]:
         return [m.name for m in registry.list_models()] + [a.name for a in registry.aliases()]

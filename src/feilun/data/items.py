@@ -1,5 +1,6 @@
-"""What flows through a cleaning pipeline: Items, the operators that keep, change or reject
-them, and the Rejections kept for inspection.
+"""What flows through a cleaning pipeline: Items, operators, and the Rejections kept.
+
+Operators keep, rewrite or reject items; every rejection is kept for inspection.
 
 Row operators see one Item at a time, so any engine (in-process, Ray Data) can run them in
 parallel. Set operators (dedup) need the whole set: they compute a small per-item `key` in

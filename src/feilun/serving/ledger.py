@@ -16,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 
+from feilun.core.caching import TtlCache
 from feilun.core.errors import QuotaExceeded
 from feilun.core.records import new_id, utc_now
 from feilun.serving.accounts import (
@@ -42,12 +43,13 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SqlLedger", "TraceRow", "UsageRow"]
 
-CACHE_TTL_S = 1.0  # how long a revoked key or a changed quota may go unnoticed
-_CACHE_MAX = 10_000
+CACHE_TTL_S = 1.0  # how long a revoked key, a changed quota or price may go unnoticed
 _COST_QUANTUM = Decimal(1).scaleb(-COST_TYPE.scale) if COST_TYPE.scale else Decimal(1)
 _DUMMY_HASH = hash_secret("feilun-no-such-key")
 _SCHEME = "Bearer"
-_T = TypeVar("_T")
+# Built once: a statement built per request costs more than the insert itself.
+_INSERT_USAGE = sa.insert(usage)
+_INSERT_TRACE = sa.insert(traces)
 
 
 @dataclass(frozen=True)
@@ -72,10 +74,13 @@ class SqlLedger:
         self._accounts = accounts
         self._limiter = limiter
         self._clock = clock
-        self._cache_ttl_s = cache_ttl_s
         self._lock = threading.Lock()
-        self._keys: dict[str, tuple[float, ApiKey]] = {}  # secret hash → (until, key)
-        self._quotas: dict[str, tuple[float, Quota]] = {}
+        self._keys: TtlCache[str, ApiKey] = TtlCache(cache_ttl_s)  # by secret hash
+        self._quotas: TtlCache[str, Quota] = TtlCache(cache_ttl_s)  # by tenant id
+        # (served ref, requested name) → (input, output) price per 1k tokens; None: free
+        self._prices: TtlCache[tuple[str, str], tuple[tuple[Decimal, Decimal] | None]] = (
+            TtlCache(cache_ttl_s)
+        )
         self._pending: dict[str, _Reservation] = {}
 
     @property
@@ -88,10 +93,7 @@ class SqlLedger:
         """The caller of an `Authorization: Bearer <key>` header; AuthenticationFailed if not."""
         token = _bearer_token(authorization)
         digest = hash_secret(token)
-        key = self._cached(self._keys, digest)
-        if key is None:
-            key = self._lookup(token, digest)
-            self._remember(self._keys, digest, key)
+        key = self._keys.get(digest) or self._keys.put(digest, self._lookup(token, digest))
         now = self._clock()
         if key.revoked_at is not None:
             raise AuthenticationFailed(
@@ -137,21 +139,24 @@ class SqlLedger:
         quota = self._quota(principal.tenant_id)
         now = self._clock()
         day = now.date().isoformat()
+        counter = None
+        if quota.tokens_per_day is not None:
+            counter = f"tokens:{principal.tenant_id}:{day}"
+            self._reserve(principal, quota.tokens_per_day, counter, reserve_tokens, now)
         if quota.requests_per_minute is not None:
+            # After the token reservation, so a request refused for tokens takes no rate slot.
             wait_s = self._limiter.hit_rate(
                 f"rate:{principal.tenant_id}", quota.requests_per_minute
             )
             if wait_s is not None:
+                if counter is not None:
+                    self._limiter.release(counter, reserve_tokens)
                 raise _over(
                     f"tenant {principal.tenant_name} is over its rate limit of "
                     f"{quota.requests_per_minute} requests per minute",
                     f"retry in {wait_s:.1f} s, or raise the limit with `feilun quotas set`",
                     wait_s,
                 )
-        counter = None
-        if quota.tokens_per_day is not None:
-            counter = f"tokens:{principal.tenant_id}:{day}"
-            self._reserve(principal, quota.tokens_per_day, counter, reserve_tokens, now)
         admission = Admission(
             principal=principal,
             model=model,
@@ -233,29 +238,30 @@ class SqlLedger:
             "status": outcome.status,
             "created_at": now,
         }
+        cost = self._cost(outcome, admission.model)
         try:
-            with self._db.session() as session:
-                if _is_settled(session, trace_id):
-                    return False
-                cost = _cost(session, outcome, admission.model)
-                session.execute(
-                    sa.insert(usage).values(
-                        id=new_id("use"),
-                        trace_id=trace_id,
-                        cost=cost,
-                        usage_source=outcome.usage_source,
-                        day=day,
+            # No "already settled?" read first: the unique trace_id makes a second insert fail.
+            with self._db.begin() as connection:
+                connection.execute(
+                    _INSERT_USAGE,
+                    {
+                        "id": new_id("use"),
+                        "trace_id": trace_id,
+                        "cost": cost,
+                        "usage_source": outcome.usage_source,
+                        "day": day,
                         **shared,
-                    )
+                    },
                 )
-                session.execute(
-                    sa.insert(traces).values(
-                        id=trace_id,
-                        request=_jsonable(outcome.request),
-                        response=_jsonable(outcome.response),
-                        latency_ms=latency_ms,
+                connection.execute(
+                    _INSERT_TRACE,
+                    {
+                        "id": trace_id,
+                        "request": _jsonable(outcome.request),
+                        "response": _jsonable(outcome.response),
+                        "latency_ms": latency_ms,
                         **shared,
-                    )
+                    },
                 )
         except sa.exc.IntegrityError:
             # Two settles of one trace raced; the first one's rows stand.
@@ -282,24 +288,25 @@ class SqlLedger:
 
     # --- caches ---------------------------------------------------------------------------
     def _quota(self, tenant_id: str) -> Quota:
-        quota = self._cached(self._quotas, tenant_id)
-        if quota is None:
-            quota = self._accounts.get_quota(tenant_id)
-            self._remember(self._quotas, tenant_id, quota)
-        return quota
+        return self._quotas.get(tenant_id) or self._quotas.put(
+            tenant_id, self._accounts.get_quota(tenant_id)
+        )
 
-    def _cached(self, cache: dict[str, tuple[float, _T]], key: str) -> _T | None:
-        with self._lock:
-            entry = cache.get(key)
-        return entry[1] if entry is not None and entry[0] > time.monotonic() else None
-
-    def _remember(self, cache: dict[str, tuple[float, _T]], key: str, value: _T) -> None:
-        if self._cache_ttl_s <= 0:
-            return
-        with self._lock:
-            if len(cache) >= _CACHE_MAX:
-                cache.clear()
-            cache[key] = (time.monotonic() + self._cache_ttl_s, value)
+    def _cost(self, outcome: Outcome, requested: str) -> Decimal:
+        key = (outcome.model, requested)
+        cached = self._prices.get(key)
+        if cached is None:
+            with self._db.session(is_read_only=True) as session:
+                cached = self._prices.put(key, (_price(session, outcome.model, requested),))
+        (price,) = cached
+        if price is None:
+            return Decimal(0)
+        input_per_1k, output_per_1k = price
+        cost = (
+            Decimal(outcome.prompt_tokens) * input_per_1k
+            + Decimal(outcome.completion_tokens) * output_per_1k
+        ) / 1000
+        return cost.quantize(_COST_QUANTUM)
 
 
 def _bearer_token(authorization: str | None) -> str:
@@ -347,17 +354,12 @@ def _price_names(served: str, requested: str) -> list[str]:
     return list(dict.fromkeys([served, unversioned, requested, base]))
 
 
-def _cost(session: Any, outcome: Outcome, requested: str) -> Decimal:
-    names = _price_names(outcome.model, requested)
+def _price(session: Any, served: str, requested: str) -> tuple[Decimal, Decimal] | None:
+    """(input, output) price per 1k tokens of the most specific name priced, or None."""
+    names = _price_names(served, requested)
     rows = {r.model: r for r in session.execute(sa.select(prices).where(prices.c.model.in_(names)))}
     row = next((rows[name] for name in names if name in rows), None)
-    if row is None:
-        return Decimal(0)
-    cost = (
-        Decimal(outcome.prompt_tokens) * Decimal(row.input_per_1k)
-        + Decimal(outcome.completion_tokens) * Decimal(row.output_per_1k)
-    ) / 1000
-    return cost.quantize(_COST_QUANTUM)
+    return None if row is None else (Decimal(row.input_per_1k), Decimal(row.output_per_1k))
 
 
 def _jsonable(value: dict[str, Any]) -> Any:

@@ -1,15 +1,16 @@
-"""Server-sent events for streamed completions, driven from worker threads.
+"""Server-sent events for streamed completions.
 
-A model's `stream()` is a blocking iterator: each step runs in a worker thread so the event
-loop stays free. `EventStream` always closes its body (also when the client goes away), so the
-route's cleanup — settling the bill for what was actually sent — runs every time.
+A model's `stream()` is a blocking iterator: `InThreads` runs each step in a worker thread so
+the event loop stays free (models with a native `astream`, such as upstream servers, skip the
+threads). `EventStream` always closes its body (also when the client goes away), so the route's
+cleanup — settling the bill for what was actually sent — runs every time.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 from fastapi.responses import StreamingResponse
@@ -28,18 +29,31 @@ def sse_event(data: dict[str, Any]) -> bytes:
     )
 
 
-async def next_in_thread(iterator: Iterator[T]) -> T | None:
-    """The iterator's next item computed in a worker thread; None when it is exhausted."""
-    item = await anyio.to_thread.run_sync(next, iterator, _END)
-    return None if item is _END else item  # type: ignore[return-value]
+class InThreads(Generic[T]):
+    """A blocking iterator as an async one: each `next()` in a worker thread.
 
+    `aclose()` always closes the blocking iterator (releasing what it holds), even when it was
+    never started — unlike an async generator's, whose `finally` would not run then.
+    """
 
-async def close_in_thread(iterator: Iterator[Any]) -> None:
-    """Close a generator (releasing what it holds) in a worker thread, shielded from cancel."""
-    close = getattr(iterator, "close", None)
-    if close is not None:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(close)
+    def __init__(self, iterator: Iterator[T]) -> None:
+        self._iterator = iterator
+
+    def __aiter__(self) -> InThreads[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        item = await anyio.to_thread.run_sync(next, self._iterator, _END)
+        if item is _END:
+            raise StopAsyncIteration
+        return item  # type: ignore[return-value]
+
+    async def aclose(self) -> None:
+        """Close the blocking iterator in a worker thread, shielded from cancellation."""
+        close = getattr(self._iterator, "close", None)
+        if close is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(close)
 
 
 class EventStream(StreamingResponse):

@@ -1,41 +1,71 @@
 """Any OpenAI-compatible server (vLLM, Ollama, llama.cpp server, a cloud API) as a ChatModel.
 
+Requests go out as plain JSON over pooled keep-alive `httpx` clients: the gateway adds keys,
+metering and traces in front of the upstream and must add as little latency as it can, so it
+awaits `achat`/`astream` on its event loop instead of holding a thread per request.
 Usage figures are the upstream's own report, which serving records as such.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import unicodedata
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from feilun.core.errors import BackendUnavailable, ConfigError, NotFound
+import httpx
+
+from feilun.core.errors import BackendUnavailable, ConfigError, NotFound, QuotaExceeded
 from feilun.core.protocols import Completion, Delta, GenerationParams, Usage
 from feilun.core.records import BaseModel, Message
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+MAX_CONNECTIONS = 64
 
 
 class UpstreamChatModel:
-    """A ChatModel that forwards to an OpenAI-compatible endpoint with the `openai` client."""
+    """A ChatModel that forwards to an OpenAI-compatible endpoint's /chat/completions."""
 
     def __init__(
         self, base_url: str, model: str, *, api_key: str, name: str, timeout_s: float = 120.0
     ) -> None:
-        from openai import OpenAI
-
         self.name = name
         self.model = model
         self.base_url = base_url
-        self._client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=1)
+        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._options: dict[str, Any] = {
+            "headers": {"authorization": f"Bearer {api_key}"},
+            "timeout": httpx.Timeout(timeout_s, connect=10.0),
+            "limits": httpx.Limits(
+                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
+            ),
+        }
+        # Connecting is safe to retry: nothing reached the upstream yet.
+        self._client = httpx.Client(transport=httpx.HTTPTransport(retries=1), **self._options)
+        # An async client's pool belongs to one event loop: one client per loop.
+        self._async_clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, httpx.AsyncClient
+        ] = weakref.WeakKeyDictionary()
+
+    def _async_client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            client = httpx.AsyncClient(
+                transport=httpx.AsyncHTTPTransport(retries=1), **self._options
+            )
+            self._async_clients[loop] = client
+        return client
 
     def _request(self, messages: Sequence[Message], params: GenerationParams) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [m.model_dump() for m in messages],
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
@@ -49,38 +79,55 @@ class UpstreamChatModel:
     def chat(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
         """Forward one non-streamed chat completion."""
         with _upstream_errors(self):
-            response = self._client.chat.completions.create(**self._request(messages, params))
-        choice = response.choices[0]
-        usage = response.usage
-        return Completion(
-            text=choice.message.content or "",
-            finish_reason="length" if choice.finish_reason == "length" else "stop",
-            usage=Usage(
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else 0,
-            ),
-        )
+            response = self._client.post(self._url, json=self._request(messages, params))
+            _raise_for_status(self, response)
+            return _completion(response.json())
+
+    async def achat(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
+        """`chat` on the running event loop."""
+        with _upstream_errors(self):
+            client = self._async_client()
+            response = await client.post(self._url, json=self._request(messages, params))
+            _raise_for_status(self, response)
+            return _completion(response.json())
 
     def stream(self, messages: Sequence[Message], params: GenerationParams) -> Iterator[Delta]:
         """Forward a streamed chat completion, asking the upstream to report usage."""
-        body = self._request(messages, params)
-        finish: str | None = None
-        usage = Usage()
+        body = self._stream_request(messages, params)
+        reader = _SseReader()
+        with _upstream_errors(self), self._client.stream("POST", self._url, json=body) as response:
+            if response.is_error:
+                response.read()
+                _raise_for_status(self, response)
+            for line in response.iter_lines():
+                delta = reader.read(line)
+                if delta is not None:
+                    yield delta
+                if reader.is_done:
+                    break
+        yield reader.last()
+
+    async def astream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncDeltas:
+        """`stream` on the running event loop; the upstream's status is checked before return."""
+        client = self._async_client()
+        request = client.build_request(
+            "POST", self._url, json=self._stream_request(messages, params)
+        )
         with _upstream_errors(self):
-            chunks = self._client.chat.completions.create(
-                **body, stream=True, stream_options={"include_usage": True}
-            )
-            for chunk in chunks:
-                if chunk.usage is not None:
-                    usage = Usage(
-                        prompt_tokens=chunk.usage.prompt_tokens,
-                        completion_tokens=chunk.usage.completion_tokens,
-                    )
-                for choice in chunk.choices:
-                    finish = choice.finish_reason or finish
-                    if choice.delta.content:
-                        yield Delta(text=choice.delta.content)
-        yield Delta(text="", finish_reason="length" if finish == "length" else "stop", usage=usage)
+            response = await client.send(request, stream=True)
+            if response.is_error:
+                await response.aread()
+                await response.aclose()
+                _raise_for_status(self, response)
+        return AsyncDeltas(self, response)
+
+    def _stream_request(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> dict[str, Any]:
+        return self._request(messages, params) | {
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         """An estimate: upstream servers do not expose their tokenizer.
@@ -94,27 +141,131 @@ class UpstreamChatModel:
         return total
 
 
+class _SseReader:
+    """Turns the upstream's SSE lines into Deltas; `last()` carries finish_reason and usage."""
+
+    def __init__(self) -> None:
+        self.finish: str | None = None
+        self.usage = Usage()
+        self.is_done = False
+
+    def read(self, line: str) -> Delta | None:
+        if not line.startswith("data:"):
+            return None  # blank separators, comments, `event:` lines
+        data = line[5:].strip()
+        if data == "[DONE]":
+            self.is_done = True
+            return None
+        chunk = json.loads(data)
+        if chunk.get("usage"):
+            self.usage = _usage(chunk["usage"])
+        text = ""
+        for choice in chunk.get("choices") or ():
+            self.finish = choice.get("finish_reason") or self.finish
+            text += (choice.get("delta") or {}).get("content") or ""
+        return Delta(text=text) if text else None
+
+    def last(self) -> Delta:
+        reason = "length" if self.finish == "length" else "stop"
+        return Delta(text="", finish_reason=reason, usage=self.usage)
+
+
+class AsyncDeltas:
+    """The Deltas of one upstream stream; `aclose()` releases the connection at any point."""
+
+    def __init__(self, model: UpstreamChatModel, response: httpx.Response) -> None:
+        self._model = model
+        self._response = response
+        self._lines = response.aiter_lines()
+        self._reader = _SseReader()
+        self._is_finished = False
+
+    def __aiter__(self) -> AsyncIterator[Delta]:
+        return self
+
+    async def __anext__(self) -> Delta:
+        if self._is_finished:
+            raise StopAsyncIteration
+        with _upstream_errors(self._model):
+            async for line in self._lines:
+                delta = self._reader.read(line)
+                if delta is not None:
+                    return delta
+                if self._reader.is_done:
+                    break
+        self._is_finished = True
+        await self.aclose()
+        return self._reader.last()
+
+    async def aclose(self) -> None:
+        """Close the upstream response (stops the upstream's generation)."""
+        await self._response.aclose()
+
+
+def _completion(payload: dict[str, Any]) -> Completion:
+    choice = payload["choices"][0]
+    return Completion(
+        text=(choice.get("message") or {}).get("content") or "",
+        finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+        usage=_usage(payload.get("usage") or {}),
+    )
+
+
+def _usage(reported: dict[str, Any]) -> Usage:
+    return Usage(
+        prompt_tokens=int(reported.get("prompt_tokens") or 0),
+        completion_tokens=int(reported.get("completion_tokens") or 0),
+    )
+
+
+def _where(model: UpstreamChatModel) -> str:
+    return f"upstream {model.base_url} (model {model.model!r})"
+
+
 @contextmanager
 def _upstream_errors(model: UpstreamChatModel) -> Iterator[None]:
-    """Turn the `openai` client's exceptions into FeilunErrors naming the upstream."""
-    import openai
-
-    where = f"upstream {model.base_url} (model {model.model!r})"
+    """Turn transport failures and unreadable answers into FeilunErrors naming the upstream."""
     try:
         yield
-    except openai.APIConnectionError as e:
+    except httpx.TransportError as e:
         raise BackendUnavailable(
-            f"cannot reach {where}: {e}", "check the server is running and the URL"
+            f"cannot reach {_where(model)}: {e!r}", "check the server is running and the URL"
         ) from e
-    except openai.AuthenticationError as e:
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        raise BackendUnavailable(
+            f"{_where(model)} sent an answer that is not OpenAI's format: {e!r}",
+            "check the URL points at an OpenAI-compatible /v1 endpoint",
+        ) from e
+
+
+def _raise_for_status(model: UpstreamChatModel, response: httpx.Response) -> None:
+    """An error status from the upstream as the FeilunError a client can act on."""
+    status = response.status_code
+    if status < 400:
+        return
+    where = _where(model)
+    try:
+        message = str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        message = response.text[:200]
+    if status in (401, 403):
         raise ConfigError(
-            f"{where} refused the API key",
+            f"{where} refused the API key ({status}: {message})",
             "export the key in the variable named by the model's meta.api_key_env",
-        ) from e
-    except openai.NotFoundError as e:
+        )
+    if status == 404:
         raise NotFound(
-            f"{where} does not serve that model", "list its models at GET /models"
-        ) from e
+            f"{where} does not serve that model: {message}", "list its models at GET /models"
+        )
+    if status == 429:
+        error = QuotaExceeded(f"{where} is rate limiting: {message}", "retry later")
+        error.retry_after_s = float(response.headers.get("retry-after") or 1)  # type: ignore[attr-defined]
+        raise error
+    if status < 500:
+        raise ConfigError(f"{where} rejected the request ({status}): {message}", "fix the request")
+    raise BackendUnavailable(
+        f"{where} failed ({status}): {message}", "retry, or check the upstream"
+    )
 
 
 def load_runtime(record: BaseModel, cache_dir: Path) -> UpstreamChatModel:

@@ -8,9 +8,10 @@ disconnect ("disconnected"), and on failure ("error").
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,15 +23,9 @@ from feilun.core.errors import BackendUnavailable, InputTooLong
 from feilun.core.protocols import ChatModel, Completion, Delta, GenerationParams, Usage
 from feilun.core.records import Message
 from feilun.serving.errors import error_payload
-from feilun.serving.openai.metering import (
-    Meter,
-    admit,
-    authenticate,
-    gateway_of,
-    new_meter,
-    usage_source_of,
-)
-from feilun.serving.streaming import DONE, EventStream, close_in_thread, next_in_thread, sse_event
+from feilun.serving.gateway import Admission, Gateway
+from feilun.serving.openai.metering import Meter, gateway_of, new_meter, usage_source_of
+from feilun.serving.streaming import DONE, EventStream, InThreads, sse_event
 
 logger = logging.getLogger(__name__)
 
@@ -105,10 +100,28 @@ def _context_check(ask: GenerationRequest, counts: Sequence[int], context: int |
 
 
 async def open_generation(request: Request, ask: GenerationRequest) -> Generation:
-    """Authenticate, open the model, check the context window, admit; nothing billed on error."""
-    principal = await authenticate(request)
-    ref, model = await anyio.to_thread.run_sync(gateway_of(request).open_model, ask.model)
-    counts = [await anyio.to_thread.run_sync(model.count_tokens, c) for c in ask.conversations]
+    """Authenticate, open the model, check the context window, admit; nothing billed on error.
+
+    All four run in one worker thread: each may touch the database or a tokenizer, and one
+    thread hop costs less than four.
+    """
+    gateway = gateway_of(request)
+    authorization = request.headers.get("authorization")
+    ref, model, admission, params, prompt_tokens = await anyio.to_thread.run_sync(
+        _admit_generation, gateway, authorization, ask
+    )
+    request.state.trace_id = admission.trace_id
+    meter = new_meter(request, admission, ref, ask.endpoint, ask.body, usage_source_of(model))
+    choices = [c for c in ask.conversations for _ in range(ask.n)]
+    return Generation(model, ref, ask.model, choices, params, prompt_tokens, meter)
+
+
+def _admit_generation(
+    gateway: Gateway, authorization: str | None, ask: GenerationRequest
+) -> tuple[str, ChatModel, Admission, GenerationParams, int]:
+    principal = gateway.ledger.authenticate(authorization)
+    ref, model = gateway.open_model(ask.model)
+    counts = [model.count_tokens(c) for c in ask.conversations]
     max_tokens = _context_check(ask, counts, getattr(model, "context_length", None))
     params = GenerationParams(
         max_tokens=max_tokens,
@@ -119,10 +132,27 @@ async def open_generation(request: Request, ask: GenerationRequest) -> Generatio
     )
     prompt_tokens = sum(counts)
     reserve = prompt_tokens + max_tokens * ask.n * len(ask.conversations)
-    admission = await admit(request, principal, ask.model, reserve)
-    meter = new_meter(request, admission, ref, ask.endpoint, ask.body, usage_source_of(model))
-    choices = [c for c in ask.conversations for _ in range(ask.n)]
-    return Generation(model, ref, ask.model, choices, params, prompt_tokens, meter)
+    admission = gateway.ledger.admit(principal, ask.model, reserve)
+    return ref, model, admission, params, prompt_tokens
+
+
+async def _generate_async(gen: Generation) -> list[Completion]:
+    """Models with a native `achat` (upstream servers) run on the loop, the rest in a thread."""
+    achat = getattr(gen.model, "achat", None)
+    if achat is None:
+        return await anyio.to_thread.run_sync(_generate, gen)
+    return list(await asyncio.gather(*(achat(c, gen.params) for c in gen.choices)))
+
+
+async def open_deltas(
+    model: ChatModel, conversation: list[Message], params: GenerationParams
+) -> Deltas:
+    """Start one streamed answer: natively async (`astream`) or a blocking stream in threads."""
+    astream = getattr(model, "astream", None)
+    if astream is not None:
+        deltas: Deltas = await astream(conversation, params)
+        return deltas
+    return InThreads(await anyio.to_thread.run_sync(model.stream, conversation, params))
 
 
 def _generate(gen: Generation) -> list[Completion]:
@@ -141,7 +171,7 @@ def _mark_upstream(gen: Generation, error: BaseException) -> None:
 async def generate_all(gen: Generation) -> tuple[list[Completion], Usage]:
     """Every choice at once (one batch when the model can), and the usage to report and bill."""
     try:
-        completions = await anyio.to_thread.run_sync(_generate, gen)
+        completions = await _generate_async(gen)
     except BaseException as e:
         _mark_upstream(gen, e)
         await gen.meter.settle({"error": str(e)}, 0, 0, "error")
@@ -151,6 +181,18 @@ async def generate_all(gen: Generation) -> tuple[list[Completion], Usage]:
         prompt_tokens = sum(c.usage.prompt_tokens for c in completions) or prompt_tokens
     completion_tokens = sum(c.usage.completion_tokens for c in completions)
     return completions, Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+
+class Deltas(Protocol):
+    """A started stream of one answer: async-iterable, and closable even if never iterated."""
+
+    def __aiter__(self) -> AsyncIterator[Delta]:
+        """Iterate the Deltas."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop generating and release what the stream holds."""
+        ...
 
 
 class ChunkFormat(Protocol):
@@ -201,10 +243,10 @@ class _Tally:
         }
 
 
-async def open_stream(gen: Generation) -> Iterator[Delta]:
+async def open_stream(gen: Generation) -> Deltas:
     """Start the first choice's stream before any byte is sent, so bad input gets its status."""
     try:
-        return await anyio.to_thread.run_sync(gen.model.stream, gen.choices[0], gen.params)
+        return await open_deltas(gen.model, gen.choices[0], gen.params)
     except BaseException as e:
         _mark_upstream(gen, e)
         await gen.meter.settle({"error": str(e)}, 0, 0, "error")
@@ -212,7 +254,7 @@ async def open_stream(gen: Generation) -> Iterator[Delta]:
 
 
 async def stream_events(
-    gen: Generation, fmt: ChunkFormat, include_usage: bool, first: Iterator[Delta]
+    gen: Generation, fmt: ChunkFormat, include_usage: bool, first: Deltas
 ) -> AsyncIterator[bytes]:
     """The SSE body of a streamed generation; the bill is settled before the last event.
 
@@ -224,20 +266,17 @@ async def stream_events(
     gauge.inc()
     try:
         for index, conversation in enumerate(gen.choices):
-            deltas = (
-                first
-                if index == 0
-                else await anyio.to_thread.run_sync(gen.model.stream, conversation, gen.params)
-            )
+            deltas = first if index == 0 else await open_deltas(gen.model, conversation, gen.params)
             try:
                 opening = fmt.opening(index)
                 if opening is not None:
                     yield sse_event(opening)
-                while (delta := await next_in_thread(deltas)) is not None:
+                async for delta in deltas:
                     yield sse_event(fmt.piece(index, delta))
                     tally.record(index, delta)  # reached only once the chunk was sent
             finally:
-                await close_in_thread(deltas)
+                with anyio.CancelScope(shield=True):
+                    await deltas.aclose()
         usage = Usage(prompt_tokens=_prompt_tokens(gen, tally), completion_tokens=sum(tally.tokens))
         await gen.meter.settle(tally.response(), usage.prompt_tokens, usage.completion_tokens, "ok")
         if include_usage:
@@ -256,9 +295,10 @@ async def stream_events(
         gauge.dec()
 
 
-async def abandon_stream(gen: Generation, first: Iterator[Delta]) -> None:
+async def abandon_stream(gen: Generation, first: Deltas) -> None:
     """Clean up a stream whose body may never have run (client gone before the first byte)."""
-    await close_in_thread(first)
+    with anyio.CancelScope(shield=True):
+        await first.aclose()
     count = len(gen.choices)
     await settle_cut(gen, _Tally([""] * count, [0] * count, [None] * count), "disconnected")
 
