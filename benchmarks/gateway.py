@@ -3,7 +3,9 @@
 One upstream runtime (`feilun serve` of a tiny model, the same for every row) is called three
 ways in the same run: directly, through Feilun's gateway (the upstream registered as an
 `openai_upstream` model, with keys, metering and traces on), and through LiteLLM's proxy
-(installed only in benchmarks/.env). Added latency = via-proxy latency - direct latency.
+(installed only in benchmarks/.env). Added latency = via-proxy latency - direct latency,
+measured one request at a time (what a proxy adds to a call) and at `--concurrency` (where, on
+a small machine, client, proxy and upstream share the cores, so it also counts proxy CPU).
 
     .venv/bin/python benchmarks/gateway.py [--requests 200] [--concurrency 8]
 """
@@ -37,9 +39,11 @@ class Row:
     """Measured figures of one way of calling."""
 
     name: str
-    p50_ms: float
+    p50_ms: float  # one request at a time
     p99_ms: float
-    requests_per_s: float
+    loaded_p50_ms: float  # at --concurrency
+    loaded_p99_ms: float
+    requests_per_s: float  # at --concurrency
     stream_tokens_per_s: float
 
 
@@ -87,43 +91,77 @@ def start(command: list[str], env: dict[str, str], health_url: str) -> subproces
     return process
 
 
-def measure(name: str, base_url: str, key: str, requests: int, concurrency: int) -> Row:
-    client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=120)
-    messages = [{"role": "user", "content": "Say something about data flywheels."}]
+@dataclass
+class Way:
+    """One way of calling the upstream: directly or through a proxy."""
 
-    def one(_: int) -> float:
+    name: str
+    base_url: str
+    key: str
+
+
+MESSAGES = [{"role": "user", "content": "Say something about data flywheels."}]
+ROUNDS = 4  # the loaded phase and the streams alternate between ways this many times
+
+
+def measure(ways: list[Way], requests: int, concurrency: int, streams: int) -> list[Row]:
+    """Every phase interleaves the ways, so a noisy neighbour slows all of them alike."""
+    clients = {
+        way.name: openai.OpenAI(base_url=way.base_url, api_key=way.key, max_retries=0, timeout=120)
+        for way in ways
+    }
+
+    def one(name: str) -> float:
         started = time.perf_counter()
-        client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8)
+        clients[name].chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=8)
         return (time.perf_counter() - started) * 1000
 
-    for _ in range(5):  # warm-up: model load, connection pools
-        one(0)
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        latencies = sorted(pool.map(one, range(requests)))
-    wall_s = time.perf_counter() - started
-
-    tokens, stream_s = 0, 0.0
-    for _ in range(5):
-        begun = time.perf_counter()
-        stream = client.chat.completions.create(
-            model=MODEL,
-            messages=messages,
-            max_tokens=64,
-            stream=True,
-            stream_options={"include_usage": True},
+    for way in ways:  # warm-up: model load, connection pools
+        for _ in range(5):
+            one(way.name)
+    alone: dict[str, list[float]] = {way.name: [] for way in ways}
+    for _ in range(requests):
+        for way in ways:
+            alone[way.name].append(one(way.name))
+    loaded: dict[str, list[float]] = {way.name: [] for way in ways}
+    loaded_s = dict.fromkeys(alone, 0.0)
+    per_round = max(requests // ROUNDS, concurrency)
+    for _ in range(ROUNDS):
+        for way in ways:
+            started = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                loaded[way.name] += pool.map(one, [way.name] * per_round)
+            loaded_s[way.name] += time.perf_counter() - started
+    tokens, stream_s = dict.fromkeys(alone, 0), dict.fromkeys(alone, 0.0)
+    for _ in range(streams):
+        for way in ways:
+            begun = time.perf_counter()
+            for chunk in clients[way.name].chat.completions.create(
+                model=MODEL,
+                messages=MESSAGES,
+                max_tokens=64,
+                stream=True,
+                stream_options={"include_usage": True},
+            ):
+                if chunk.usage:
+                    tokens[way.name] += chunk.usage.completion_tokens
+            stream_s[way.name] += time.perf_counter() - begun
+    return [
+        Row(
+            name,
+            statistics.median(alone[name]),
+            _p99(sorted(alone[name])),
+            statistics.median(loaded[name]),
+            _p99(sorted(loaded[name])),
+            len(loaded[name]) / loaded_s[name],
+            tokens[name] / stream_s[name],
         )
-        for chunk in stream:
-            if chunk.usage:
-                tokens += chunk.usage.completion_tokens
-        stream_s += time.perf_counter() - begun
-    return Row(
-        name,
-        statistics.median(latencies),
-        latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-        requests / wall_s,
-        tokens / stream_s,
-    )
+        for name in alone
+    ]
+
+
+def _p99(sorted_ms: list[float]) -> float:
+    return sorted_ms[min(len(sorted_ms) - 1, int(len(sorted_ms) * 0.99))]
 
 
 def write_litellm_config(folder: Path, upstream_url: str, key: str) -> Path:
@@ -143,11 +181,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--streams", type=int, default=20, help="streams of 64 tokens per way")
     args = parser.parse_args()
     from feilun.models.tiny import save_tiny_model
 
     processes: list[subprocess.Popen[bytes]] = []
-    rows: list[Row] = []
+    ways: list[Way] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         try:
@@ -166,11 +205,7 @@ def main() -> None:
                     f"http://127.0.0.1:{up_port}/health",
                 )
             )
-            rows.append(
-                measure(
-                    "direct (upstream)", upstream_url, upstream_key, args.requests, args.concurrency
-                )
-            )
+            ways.append(Way("direct (upstream)", upstream_url, upstream_key))
 
             feilun(gateway_ws, "init")
             feilun(
@@ -192,15 +227,7 @@ def main() -> None:
                     f"http://127.0.0.1:{gw_port}/health",
                 )
             )
-            rows.append(
-                measure(
-                    "feilun gateway",
-                    f"http://127.0.0.1:{gw_port}/v1",
-                    gateway_key,
-                    args.requests,
-                    args.concurrency,
-                )
-            )
+            ways.append(Way("feilun gateway", f"http://127.0.0.1:{gw_port}/v1", gateway_key))
 
             if LITELLM.exists():
                 ll_port = free_port()
@@ -222,15 +249,8 @@ def main() -> None:
                         f"http://127.0.0.1:{ll_port}/health/liveliness",
                     )
                 )
-                rows.append(
-                    measure(
-                        "litellm proxy",
-                        f"http://127.0.0.1:{ll_port}/v1",
-                        "none",
-                        args.requests,
-                        args.concurrency,
-                    )
-                )
+                ways.append(Way("litellm proxy", f"http://127.0.0.1:{ll_port}/v1", "none"))
+            rows = measure(ways, args.requests, args.concurrency, args.streams)
         finally:
             for process in processes:
                 process.send_signal(signal.SIGTERM)
@@ -241,17 +261,18 @@ def main() -> None:
 def print_table(rows: list[Row], args: argparse.Namespace) -> None:
     direct = rows[0]
     print(
-        f"\n{args.requests} non-stream requests (max_tokens=8) at concurrency {args.concurrency};"
-        " 5 streams of 64 tokens"
+        f"\n{args.requests} non-stream requests (max_tokens=8) one at a time, then at "
+        f"concurrency {args.concurrency}; {args.streams} streams of 64 tokens; ways interleaved"
     )
     print(
-        f"{'way':<20}{'p50 ms':>9}{'p99 ms':>9}{'added p50':>11}{'added p99':>11}"
-        f"{'req/s':>8}{'stream tok/s':>14}"
+        f"{'way':<20}{'p50 ms':>8}{'p99 ms':>8}{'+p50':>7}{'+p99':>7}"
+        f"{'loaded p50':>12}{'+p50':>7}{'req/s':>8}{'stream tok/s':>14}"
     )
     for row in rows:
         print(
-            f"{row.name:<20}{row.p50_ms:>9.1f}{row.p99_ms:>9.1f}"
-            f"{row.p50_ms - direct.p50_ms:>11.1f}{row.p99_ms - direct.p99_ms:>11.1f}"
+            f"{row.name:<20}{row.p50_ms:>8.1f}{row.p99_ms:>8.1f}"
+            f"{row.p50_ms - direct.p50_ms:>7.1f}{row.p99_ms - direct.p99_ms:>7.1f}"
+            f"{row.loaded_p50_ms:>12.1f}{row.loaded_p50_ms - direct.loaded_p50_ms:>7.1f}"
             f"{row.requests_per_s:>8.1f}{row.stream_tokens_per_s:>14.1f}"
         )
     by_name = {row.name: row for row in rows}
@@ -260,13 +281,15 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
         "streaming throughput feilun / direct: "
         f"{ours.stream_tokens_per_s / direct.stream_tokens_per_s:.2f}x"
     )
-    if "litellm proxy" in by_name:
-        peer = by_name["litellm proxy"]
-        added_ours = max(ours.p50_ms - direct.p50_ms, 0.01)
-        added_peer = max(peer.p50_ms - direct.p50_ms, 0.01)
-        print(f"added p50 latency feilun / litellm: {added_ours / added_peer:.2f}x")
-    else:
+    if "litellm proxy" not in by_name:
         print(f"litellm proxy: not installed in {LITELLM.parent.parent} (see benchmarks/README.md)")
+        return
+    peer = by_name["litellm proxy"]
+    for label, field in (("one at a time", "p50_ms"), ("loaded", "loaded_p50_ms")):
+        added_ours = max(getattr(ours, field) - getattr(direct, field), 0.01)
+        added_peer = max(getattr(peer, field) - getattr(direct, field), 0.01)
+        print(f"added p50 latency feilun / litellm, {label}: {added_ours / added_peer:.2f}x")
+    print(f"requests/s feilun / litellm: {ours.requests_per_s / peer.requests_per_s:.2f}x")
 
 
 if __name__ == "__main__":

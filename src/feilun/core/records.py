@@ -22,7 +22,7 @@ def new_id(prefix: str) -> str:
     """Return a sortable unique id such as `adp_01j9z…`: time-ordered, then random."""
     millis = int(time.time() * 1000)
     stamp = "".join(_ALPHABET[(millis >> shift) & 31] for shift in range(45, -5, -5))
-    tail = "".join(secrets.choice(_ALPHABET) for _ in range(10))
+    tail = "".join(_ALPHABET[byte & 31] for byte in secrets.token_bytes(10))
     return f"{prefix}_{stamp}{tail}"
 
 
