@@ -171,6 +171,7 @@ def make_gateway(
         model_names=lambda: sorted(models),
         ledger=ledger,
         embedder=(lambda: embedder) if embedder is not None else None,
+        embedder_name=embedder.name if embedder is not None else None,
         limits=ServerLimits(max_body_bytes=MAX_BODY_BYTES),
     )
 

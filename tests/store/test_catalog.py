@@ -171,3 +171,51 @@ def test_subclass_reusing_a_kind_is_refused(catalog: SqlCatalog) -> None:
     with pytest.raises(ConfigError, match="registered to Document"):
         catalog.save(MyDocument(name="x"))
     assert catalog.find("document") == []
+
+
+def test_latest_gives_the_highest_version_of_each_name_ordered_by_name(
+    catalog: SqlCatalog,
+) -> None:
+    for name, version in [("c/b.txt", 1), ("c/b.txt", 3), ("c/b.txt", 2), ("c/a.txt", 1)]:
+        catalog.save(Document(name=name, version=version, collection="c", pages=version))
+    catalog.save(Document(name="d/a.txt", collection="d"))
+    catalog.save(Dataset(name="c/a.txt", version=7))
+    found = catalog.latest("document", name_prefix="c/")
+    assert [(d.name, d.version, d.pages) for d in found] == [  # type: ignore[attr-defined]
+        ("c/a.txt", 1, 1),
+        ("c/b.txt", 3, 3),
+    ]
+    assert [d.name for d in catalog.latest("document")] == ["c/a.txt", "c/b.txt", "d/a.txt"]
+    assert catalog.latest("quarantine", name_prefix="c/") == []
+
+
+def test_latest_name_prefix_is_literal_and_case_sensitive(catalog: SqlCatalog) -> None:
+    for name in ["a_b/x", "axb/x", "a%/x", "A_B/x", "a_b", "燃气/手册.pdf", "燃气x/y"]:
+        catalog.save(Document(name=name))
+
+    def names(prefix: str) -> list[str]:
+        return [d.name for d in catalog.latest("document", name_prefix=prefix)]
+
+    assert names("a_b/") == ["a_b/x"]  # `_` is not a wildcard, and `A_B/` is another name
+    assert names("a%/") == ["a%/x"]
+    assert names("燃气/") == ["燃气/手册.pdf"]
+    assert names("zzz") == []
+
+
+def test_latest_filters_fields_on_the_latest_version(catalog: SqlCatalog) -> None:
+    catalog.save(Document(name="moved", version=1, collection="old"))
+    catalog.save(Document(name="moved", version=2, collection="new"))
+    catalog.save(Document(name="stays", collection="old", language="zh"))
+    assert [d.name for d in catalog.latest("document", fields={"collection": "old"})] == ["stays"]
+    assert [d.version for d in catalog.latest("document", fields={"collection": "new"})] == [2]
+    both = {"collection": "old", "language": "zh"}
+    assert [d.name for d in catalog.latest("document", fields=both)] == ["stays"]
+    assert catalog.latest("document", fields={"collection": "old", "language": "en"}) == []
+
+
+def test_distinct_field_values(catalog: SqlCatalog) -> None:
+    for name, collection in [("a", "zeta"), ("b", "alpha"), ("c", "zeta"), ("d", "")]:
+        catalog.save(Document(name=name, collection=collection))
+    catalog.save(Dataset(name="x", meta={"collection": "not-a-field"}))
+    assert catalog.distinct("document", "collection") == ["alpha", "zeta"]
+    assert catalog.distinct("quarantine", "collection") == []

@@ -60,6 +60,7 @@ def build_gateway(workspace: Workspace) -> Gateway:
         model_names=model_names,
         ledger=ledger,
         embedder=embedder,
+        embedder_name=MINILM.name if MINILM.locate() is not None else None,
         limits=ServerLimits(max_body_bytes=workspace.settings.max_body_bytes),
     )
 

@@ -34,6 +34,7 @@ class Parsed:
     page_starts: list[int] = field(default_factory=list)  # char offset where page i+1 begins
     row_starts: list[int] = field(default_factory=list)  # tabular files: where row i+1 begins
     warnings: list[str] = field(default_factory=list)  # kept, shown, never fatal
+    encoding: str = ""  # the text encoding detected, for formats stored as text
 
 
 class Parser(Protocol):

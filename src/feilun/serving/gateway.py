@@ -84,4 +84,5 @@ class Gateway:
     model_names: Callable[[], list[str]]  # names and aliases clients may ask for
     ledger: Ledger
     embedder: Callable[[], Embedder] | None = None
+    embedder_name: str | None = None  # listed by /v1/models without loading the embedder
     limits: ServerLimits = field(default_factory=ServerLimits)

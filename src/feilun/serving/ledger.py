@@ -78,8 +78,8 @@ class SqlLedger:
         self._keys: TtlCache[str, ApiKey] = TtlCache(cache_ttl_s)  # by secret hash
         self._quotas: TtlCache[str, Quota] = TtlCache(cache_ttl_s)  # by tenant id
         # (served ref, requested name) → (input, output) price per 1k tokens; None: free
-        self._prices: TtlCache[tuple[str, str], tuple[tuple[Decimal, Decimal] | None]] = (
-            TtlCache(cache_ttl_s)
+        self._prices: TtlCache[tuple[str, str], tuple[tuple[Decimal, Decimal] | None]] = TtlCache(
+            cache_ttl_s
         )
         self._pending: dict[str, _Reservation] = {}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import pydantic
@@ -94,6 +95,49 @@ class SqlCatalog:
             rows = session.execute(query).all()
         return [_load(record_type, row.id, row.data) for row in rows]
 
+    def latest(
+        self,
+        kind: str,
+        *,
+        name_prefix: str | None = None,
+        fields: Mapping[str, str] | None = None,
+    ) -> list[Record]:
+        """Return the highest version of each name of `kind`, ordered by name.
+
+        `name_prefix` keeps names that start with it (exactly, case-sensitive); `fields` keeps
+        records whose top-level string fields equal the given values (on the latest version).
+        """
+        record_type = _record_type(kind)
+        highest = (
+            sa.select(records.c.name, sa.func.max(records.c.version).label("version"))
+            .where(records.c.kind == kind, *_prefix_conditions(name_prefix))
+            .group_by(records.c.name)
+            .subquery()
+        )
+        query = (
+            sa.select(records.c.id, records.c.data)
+            .join(
+                highest,
+                sa.and_(records.c.name == highest.c.name, records.c.version == highest.c.version),
+            )
+            .where(records.c.kind == kind)
+        )
+        for field, value in (fields or {}).items():
+            query = query.where(records.c.data[field].as_string() == value)
+        with self.db.session(is_read_only=True) as session:
+            rows = session.execute(query).all()
+        found = [_load(record_type, row.id, row.data) for row in rows]
+        return sorted(found, key=lambda record: record.name)  # code-point order on every backend
+
+    def distinct(self, kind: str, field: str) -> list[str]:
+        """Return the distinct non-empty values of a top-level string field of `kind`, sorted."""
+        _record_type(kind)
+        value = records.c.data[field].as_string()
+        query = sa.select(value).where(records.c.kind == kind).distinct()
+        with self.db.session(is_read_only=True) as session:
+            values = session.execute(query).scalars().all()
+        return sorted(v for v in values if v)
+
     def remove(self, kind: str, name: str) -> int:
         """Delete every version of `name` (their input rows too); return the number removed."""
         with self.db.session() as session:
@@ -124,6 +168,16 @@ class SqlCatalog:
                 frontier = [i for i in found if i not in seen and i != record_id]
                 seen.update(dict.fromkeys(frontier))
         return list(seen)
+
+
+def _prefix_conditions(name_prefix: str | None) -> list[sa.ColumnElement[bool]]:
+    if not name_prefix:
+        return []
+    # LIKE can use the (kind, name) index but is case-insensitive on SQLite; substr is exact.
+    return [
+        records.c.name.startswith(name_prefix, autoescape=True),
+        sa.func.substr(records.c.name, 1, len(name_prefix)) == name_prefix,
+    ]
 
 
 def _inputs_of(session: Session, record_ids: list[str]) -> list[str]:

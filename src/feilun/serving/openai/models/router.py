@@ -1,4 +1,4 @@
-"""`GET /v1/models`: the model names and aliases the calling key may use."""
+"""`GET /v1/models`: the chat models, aliases and embedding model the calling key may use."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ router = APIRouter()
 async def list_models(request: Request) -> dict[str, Any]:
     """OpenAI's model list, filtered by the key's allow-list."""
     principal = await authenticate(request)
-    names = await anyio.to_thread.run_sync(gateway_of(request).model_names)
+    gateway = gateway_of(request)
+    names = await anyio.to_thread.run_sync(gateway.model_names)
+    if gateway.embedder is not None and gateway.embedder_name:
+        names.append(gateway.embedder_name)
     if principal.models is not None:
         allowed = set(principal.models)
         names = [n for n in names if n in allowed]

@@ -1,0 +1,1 @@
+"""Pipeline engines, registered under `feilun.engines` by file stem: `local`, `ray`."""
