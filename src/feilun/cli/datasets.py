@@ -157,8 +157,7 @@ def show(
     _print_manifest(found)
     if rejected:
         removals = [
-            (_plain(r.item.id), r.operator, _plain(r.reason), _preview(r.item.text))
-            for r in removed
+            (str(r.item.id), r.operator, str(r.reason), _preview(r.item.text)) for r in removed
         ]
         print_table(
             f"rejected items ({len(removed)} of {total_rejected})",
@@ -166,7 +165,7 @@ def show(
             removals,
         )
         return
-    table = [(_plain(row.get("id", "")), _preview(str(row.get("text", row)))) for row in sample]
+    table = [(str(row.get("id", "")), _preview(str(row.get("text", row)))) for row in sample]
     print_table(f"rows ({len(sample)} of {found.count})", ["id", "text"], table)
     if total_rejected:
         typer.echo(
@@ -207,7 +206,7 @@ def diff(
             ("removed", changes.removed),
             ("changed", changes.changed),
         )
-        for row_id in map(_plain, ids[:limit])
+        for row_id in ids[:limit]
     ]
     if table:
         print_table("changes", ["change", "id"], table)
@@ -288,7 +287,7 @@ def _print_manifest(dataset: Dataset) -> None:
         ("rejected", dataset.meta.get("rejected_count", 0)),
         ("content", dataset.content_hash),
         ("inputs", f"{len(dataset.inputs)} records" + _first(dataset.inputs)),
-        ("recipe", _plain(f"{recipe.get('description', '')} ({recipe.get('source', '')})")),
+        ("recipe", str(f"{recipe.get('description', '')} ({recipe.get('source', '')})")),
         ("operators", operators),
     ]
     print_table(f"dataset {dataset.ref}", ["field", "value"], fields)
@@ -316,11 +315,4 @@ def _first(ids: list[str], n: int = 3) -> str:
 
 def _preview(text: str, chars: int = PREVIEW_CHARS) -> str:
     flat = " ".join(text.split())
-    return _plain(flat if len(flat) <= chars else flat[: chars - 1] + "…")
-
-
-def _plain(value: Any) -> str:
-    """User content shown as written: `[手机号]` or `keep=[zh, en]` is not Rich markup."""
-    from rich.markup import escape
-
-    return escape(str(value))
+    return str(flat if len(flat) <= chars else flat[: chars - 1] + "…")
