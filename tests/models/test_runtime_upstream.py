@@ -193,6 +193,7 @@ def test_async_chat_and_stream_match_the_sync_ones(
     async def run() -> tuple[Any, list[Any]]:
         answer = await remote.achat(messages, params)
         deltas = [d async for d in await remote.astream(messages, params)]
+        await remote.aclose()
         return answer, deltas
 
     answer, deltas = asyncio.run(run())
@@ -208,17 +209,17 @@ def test_async_stream_fails_before_returning_and_closes_unstarted(
     messages = [Message(role="user", content="hi")]
 
     async def run() -> None:
+        other = load_runtime(_record(base_url, "other"), tmp_path)
         with pytest.raises(NotFound, match="does not serve"):
-            await load_runtime(_record(base_url, "other"), tmp_path).astream(
-                messages, GenerationParams()
-            )
-        stream = await load_runtime(_record(base_url), tmp_path).astream(
-            messages, GenerationParams(max_tokens=4)
-        )
+            await other.astream(messages, GenerationParams())
+        remote = load_runtime(_record(base_url), tmp_path)
+        stream = await remote.astream(messages, GenerationParams(max_tokens=4))
         await stream.aclose()  # never iterated: the connection is released all the same
-        assert stream._response.is_closed  # type: ignore[attr-defined]
+        assert stream._response.closed  # type: ignore[attr-defined]
         dead = UpstreamChatModel("http://127.0.0.1:9/v1", MODEL_ID, api_key="x", name="dead")
         with pytest.raises(BackendUnavailable, match="cannot reach"):
             await dead.astream(messages, GenerationParams())
+        for model in (other, remote, dead):
+            await model.aclose()
 
     asyncio.run(run())

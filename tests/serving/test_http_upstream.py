@@ -30,6 +30,12 @@ def front(server: Server) -> Iterator[Server]:
     }
     ledger = make_ledger()
     gateway = make_gateway(upstream, ledger, None)  # type: ignore[arg-type]
+
+    async def shutdown() -> None:
+        for model in upstream.values():
+            await model.aclose()
+
+    gateway.shutdown = shutdown
     with serve_app(build_app(gateway)) as url:
         yield Server(url, ledger, gateway, None)
 

@@ -53,6 +53,12 @@ def build_gateway(workspace: Workspace) -> Gateway:
                 loaded.append(plugins.lookup("embedders", "sentence")(path, name=MINILM.name))
         return loaded[0]
 
+    async def shutdown() -> None:
+        for model in registry.opened():
+            aclose = getattr(model, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
     accounts = Accounts(workspace.database)
     ledger = SqlLedger(workspace.database, accounts, build_limiter(workspace.settings.redis_url))
     return Gateway(
@@ -61,6 +67,7 @@ def build_gateway(workspace: Workspace) -> Gateway:
         ledger=ledger,
         embedder=embedder,
         embedder_name=MINILM.name if MINILM.locate() is not None else None,
+        shutdown=shutdown,
         limits=ServerLimits(max_body_bytes=workspace.settings.max_body_bytes),
     )
 

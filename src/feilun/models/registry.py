@@ -260,6 +260,11 @@ class ModelRegistry:
                 self._open[key] = factory(resolved.base, self.cache_dir)
         return self._open[key]
 
+    def opened(self) -> list[ChatModel]:
+        """Every ChatModel opened so far (to release their resources at shutdown)."""
+        with self._opening:
+            return list(self._open.values())
+
     # internals ------------------------------------------------------------------------
     def _find(self, kind: str, name: str, version: int | None = None) -> list[Record]:
         return self.catalog.find(kind, name, version)

@@ -7,6 +7,9 @@ a chunked body is read, before any route code runs.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -103,7 +106,15 @@ class TraceHeaderMiddleware:
 
 def build_app(gateway: Gateway) -> FastAPI:
     """The gateway's HTTP app; the composition root adds admin routes to it."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if gateway.shutdown is not None:
+            await gateway.shutdown()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Feilun gateway",
         summary="OpenAI-compatible API with tenants, keys, quotas, metering and traces.",
         version="1",

@@ -7,7 +7,7 @@ transaction — before the response (or the stream's last event) leaves the serv
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -85,4 +85,5 @@ class Gateway:
     ledger: Ledger
     embedder: Callable[[], Embedder] | None = None
     embedder_name: str | None = None  # listed by /v1/models without loading the embedder
+    shutdown: Callable[[], Awaitable[None]] | None = None  # release pools when the server stops
     limits: ServerLimits = field(default_factory=ServerLimits)
