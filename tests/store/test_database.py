@@ -24,12 +24,20 @@ def test_sqlite_pragmas_are_set_on_every_connection(tmp_path: Path) -> None:
     db = open_database(f"sqlite:///{tmp_path / 'feilun.db'}", busy_timeout_ms=1234)
     try:
         assert _pragma(db, "journal_mode") == "wal"
-        assert _pragma(db, "synchronous") == 2  # FULL
+        assert _pragma(db, "synchronous") == 1  # NORMAL: WAL commits survive a killed process
         assert _pragma(db, "foreign_keys") == 1
         assert _pragma(db, "busy_timeout") == 1234
         db.engine.dispose()  # a brand-new connection gets them too
         assert _pragma(db, "busy_timeout") == 1234
         assert _pragma(db, "foreign_keys") == 1
+    finally:
+        db.close()
+
+
+def test_sqlite_full_synchronous_on_request(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'feilun.db'}", sqlite_synchronous="full")
+    try:
+        assert _pragma(db, "synchronous") == 2  # FULL: an fsync per commit
     finally:
         db.close()
 

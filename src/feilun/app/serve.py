@@ -34,8 +34,8 @@ def build_gateway(workspace: Workspace) -> Gateway:
     def open_model(name: str) -> tuple[str, ChatModel]:
         found = opened.get(name)
         if found is None:
-            ref = registry.resolve(name).ref
-            found = opened.put(name, (ref, registry.open(ref)))
+            resolved = registry.resolve(name)
+            found = opened.put(name, (resolved.ref, registry.open(resolved)))
         return found
 
     def model_names() -> list[str]:

@@ -60,7 +60,9 @@ class Workspace:
 
 def _build(settings: Settings) -> Workspace:
     database = open_database(
-        settings.resolved_database_url, busy_timeout_ms=settings.busy_timeout_ms
+        settings.resolved_database_url,
+        busy_timeout_ms=settings.busy_timeout_ms,
+        sqlite_synchronous=settings.sqlite_synchronous,
     )
     catalog = SqlCatalog(database)
     return Workspace(

@@ -245,9 +245,9 @@ class ModelRegistry:
             card["chat_template"] = adapter.chat_template or base.chat_template
         return card
 
-    def open(self, ref: str) -> ChatModel:
-        """A ready ChatModel for the reference, loaded once per registry."""
-        resolved = self.resolve(ref)
+    def open(self, ref: str | Resolved) -> ChatModel:
+        """A ready ChatModel for the reference (or an already resolved one), loaded once."""
+        resolved = ref if isinstance(ref, Resolved) else self.resolve(ref)
         if resolved.adapter is not None:
             raise ConfigError(
                 f"{resolved.ref} is an adapter; this build serves base models only",

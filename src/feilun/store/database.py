@@ -1,8 +1,9 @@
 """The metadata database: one SQLAlchemy engine for SQLite (embedded) or PostgreSQL (at scale).
 
 Every logical change is one transaction (`Database.session()`). SQLite runs in WAL mode with
-`synchronous=FULL` and foreign keys on; a locked file or an unreachable server surfaces as a
-`FeilunError` that names the database and the fix.
+foreign keys on and `synchronous=NORMAL` by default: a commit survives a killed process, and
+`FULL` (one fsync per commit) makes it survive a power cut too. A locked file or an
+unreachable server surfaces as a `FeilunError` that names the database and the fix.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -75,11 +76,16 @@ class Database:
         self.engine.dispose()
 
 
-def open_database(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> Database:
+def open_database(
+    url: str,
+    *,
+    busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    sqlite_synchronous: Literal["normal", "full"] = "normal",
+) -> Database:
     """Open the metadata database at `url` (`sqlite:////abs/feilun.db` or `postgresql://…`)."""
     parsed = _parse_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = _sqlite_engine(parsed, busy_timeout_ms)
+        engine = _sqlite_engine(parsed, busy_timeout_ms, sqlite_synchronous)
     else:
         engine = _postgres_engine(parsed)
     database = Database(
@@ -109,7 +115,7 @@ def _parse_url(url: str) -> URL:
     )
 
 
-def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
+def _sqlite_engine(url: URL, busy_timeout_ms: int, synchronous: str) -> Engine:
     if url.database and url.database != ":memory:":
         folder = Path(url.database).parent
         if not folder.is_dir():
@@ -128,7 +134,9 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = FULL")
+            # In WAL mode NORMAL syncs at checkpoints, not commits: a commit is in the WAL
+            # file (the OS's page cache) before it returns, so a killed process loses none.
+            cursor.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
