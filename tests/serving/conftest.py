@@ -8,13 +8,15 @@ a background thread, and tests talk to it with the official `openai` client.
 from __future__ import annotations
 
 import hmac
+import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -23,6 +25,11 @@ from feilun.core.protocols import ChatModel, Embedder
 from feilun.core.records import new_id
 from feilun.serving.errors import AuthenticationFailed, PermissionDenied
 from feilun.serving.gateway import Admission, Gateway, Outcome, Principal, ServerLimits
+from feilun.serving.limits import Limiter
+from feilun.serving.limits.memory import MemoryLimiter
+from feilun.serving.limits.redis import RedisLimiter
+from feilun.store.database import Database, open_database
+from feilun.store.migrate import upgrade
 
 KEY = "sk-test-alpha-0123456789"
 KEY_RESTRICTED = "sk-test-restricted-0123456789"  # may use "other" only
@@ -31,6 +38,8 @@ KEY_REVOKED = "sk-test-revoked-0123456789"
 KEYS = {"alpha": KEY, "restricted": KEY_RESTRICTED, "broke": KEY_BROKE, "revoked": KEY_REVOKED}
 RETRY_AFTER_S = 7.2
 MAX_BODY_BYTES = 64 * 1024
+REDIS_URL = "redis://127.0.0.1:6379/0"
+T = TypeVar("T")
 
 
 @dataclass
@@ -252,3 +261,77 @@ def server(tiny_chat_model: ChatModel, minilm: Embedder) -> Iterator[Server]:
     gateway = make_gateway(models, ledger, minilm)
     with serve_app(build_app(gateway)) as url:
         yield Server(url, ledger, gateway, minilm)
+
+
+# -- the real backends: databases, limiters ----------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated database: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'feilun.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    database = open_database(url)
+    upgrade(database)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def redis_client() -> Iterator[Any]:
+    """A client of the local Redis; skipped, with the reason, only when it is unreachable."""
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as e:
+        pytest.skip(f"Redis not reachable at {REDIS_URL}: {e}")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_limiter(redis_client: Any) -> Iterator[RedisLimiter]:
+    """A Redis limiter under a namespace of its own, deleted afterwards."""
+    namespace = f"feilun-test:{secrets.token_hex(6)}:"
+    yield RedisLimiter(redis_client, namespace)
+    for key in redis_client.scan_iter(match=namespace + "*"):
+        redis_client.delete(key)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def limiter(request: pytest.FixtureRequest) -> Limiter:
+    """Each limiter in turn: in-process, then the local Redis."""
+    if request.param == "memory":
+        return MemoryLimiter()
+    redis_limiter: RedisLimiter = request.getfixturevalue("redis_limiter")
+    return redis_limiter
+
+
+def run_race(count: int, action: Callable[[], T]) -> list[T]:
+    """Run `action` in `count` threads released together; their results, in finishing order."""
+    barrier = threading.Barrier(count)
+    results: list[T] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        barrier.wait()
+        result = action()
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(results) == count
+    return results
+
+
+@pytest.fixture
+def race() -> Callable[[int, Callable[[], Any]], list[Any]]:
+    """`race(count, action)`: `action` in `count` threads released together; their results."""
+    return run_race

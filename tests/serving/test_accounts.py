@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from feilun.core.errors import ConfigError, NotFound
 from feilun.serving.accounts import Accounts, hash_secret, parse_duration
-from feilun.store.database import Database, open_database
-from feilun.store.migrate import upgrade
+from feilun.store.database import Database
 from feilun.store.schema import api_keys
 
 NOW = datetime(2026, 11, 5, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """A migrated database: a SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'feilun.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    database = open_database(url)
-    upgrade(database)
-    yield database
-    database.close()
 
 
 @pytest.fixture

@@ -5,13 +5,10 @@ Runs on SQLite and PostgreSQL; the races also on both limiters (in-process and R
 
 from __future__ import annotations
 
-import secrets
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,9 +21,7 @@ from feilun.serving.gateway import Admission, Outcome, Principal
 from feilun.serving.ledger import SqlLedger
 from feilun.serving.limits import Limiter
 from feilun.serving.limits.memory import MemoryLimiter
-from feilun.serving.limits.redis import RedisLimiter
-from feilun.store.database import Database, open_database
-from feilun.store.migrate import upgrade
+from feilun.store.database import Database
 from feilun.store.schema import traces, usage
 
 START = datetime(2026, 11, 5, 12, 0, tzinfo=UTC)
@@ -40,43 +35,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """A migrated database: a SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'feilun.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    database = open_database(url)
-    upgrade(database)
-    yield database
-    database.close()
-
-
-@pytest.fixture
-def redis_limiter() -> Iterator[RedisLimiter]:
-    """A Redis limiter in a namespace of its own; skipped only when Redis is unreachable."""
-    redis = pytest.importorskip("redis")
-    client = redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as e:
-        pytest.skip(f"Redis not reachable at 127.0.0.1:6379: {e}")
-    namespace = f"feilun-test:{secrets.token_hex(6)}:"
-    yield RedisLimiter(client, namespace)
-    for key in client.scan_iter(match=namespace + "*"):
-        client.delete(key)
-    client.close()
-
-
-@pytest.fixture(params=["memory", "redis"])
-def limiter(request: pytest.FixtureRequest) -> Limiter:
-    if request.param == "memory":
-        return MemoryLimiter()
-    redis_limiter: RedisLimiter = request.getfixturevalue("redis_limiter")
-    return redis_limiter
 
 
 @pytest.fixture
@@ -200,34 +158,14 @@ def _admit_and_settle(ledger: SqlLedger, principal: Principal, tokens: int) -> A
     return admission
 
 
-def _race(count: int, target: Any) -> list[Any]:
-    barrier = threading.Barrier(count)
-    results: list[Any] = []
-    lock = threading.Lock()
-
-    def run() -> None:
-        barrier.wait()
-        result = target()
-        with lock:
-            results.append(result)
-
-    threads = [threading.Thread(target=run) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert len(results) == count
-    return results
-
-
 def test_fifty_requests_race_for_the_last_hundred_tokens(
-    db: Database, accounts: Accounts, limiter: Limiter, clock: Clock
+    db: Database, accounts: Accounts, limiter: Limiter, clock: Clock, race: Callable[..., list[Any]]
 ) -> None:
     ledger = SqlLedger(db, accounts, limiter, clock=clock, cache_ttl_s=0)
     principal = ledger.authenticate("Bearer " + tenant_key(accounts, "acme"))
     ledger.settle(ledger.admit(principal, "tiny", 900), outcome(600, 300))  # no quota yet
     accounts.set_quota("acme", 1000, None)
-    results = _race(50, lambda: _admit_and_settle(ledger, principal, 10))
+    results = race(50, lambda: _admit_and_settle(ledger, principal, 10))
     admitted = [r for r in results if isinstance(r, Admission)]
     refused = [r for r in results if isinstance(r, QuotaExceeded)]
     assert (len(admitted), len(refused)) == (10, 40)
@@ -240,12 +178,12 @@ def test_fifty_requests_race_for_the_last_hundred_tokens(
 
 
 def test_requests_race_for_the_rate_limit(
-    db: Database, accounts: Accounts, limiter: Limiter, clock: Clock
+    db: Database, accounts: Accounts, limiter: Limiter, clock: Clock, race: Callable[..., list[Any]]
 ) -> None:
     ledger = SqlLedger(db, accounts, limiter, clock=clock, cache_ttl_s=0)
     principal = ledger.authenticate("Bearer " + tenant_key(accounts, "acme"))
     accounts.set_quota("acme", None, 7)
-    results = _race(20, lambda: _admit_and_settle(ledger, principal, 2))
+    results = race(20, lambda: _admit_and_settle(ledger, principal, 2))
     refused = [r for r in results if isinstance(r, QuotaExceeded)]
     assert len(refused) == 13
     assert all(0 < e.retry_after_s <= 60 for e in refused)  # type: ignore[attr-defined]

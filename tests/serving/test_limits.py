@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,57 +13,6 @@ from feilun.serving.limits.memory import MemoryLimiter
 from feilun.serving.limits.redis import RedisLimiter
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-def redis_client() -> Iterator[Any]:
-    """A client of the local Redis; skipped, with the reason, only when it is unreachable."""
-    redis = pytest.importorskip("redis")
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as e:
-        pytest.skip(f"Redis not reachable at {REDIS_URL}: {e}")
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def redis_limiter(redis_client: Any) -> Iterator[RedisLimiter]:
-    """A Redis limiter under a namespace of its own, deleted afterwards."""
-    namespace = f"feilun-test:{secrets.token_hex(6)}:"
-    yield RedisLimiter(redis_client, namespace)
-    for key in redis_client.scan_iter(match=namespace + "*"):
-        redis_client.delete(key)
-
-
-@pytest.fixture(params=["memory", "redis"])
-def limiter(request: pytest.FixtureRequest) -> Limiter:
-    if request.param == "memory":
-        return MemoryLimiter()
-    redis_limiter: RedisLimiter = request.getfixturevalue("redis_limiter")
-    return redis_limiter
-
-
-def _race(count: int, action: Callable[[], bool]) -> int:
-    """Run `action` in `count` threads released together; how many returned True."""
-    barrier = threading.Barrier(count)
-    results: list[bool] = []
-    lock = threading.Lock()
-
-    def run() -> None:
-        barrier.wait()
-        outcome = action()
-        with lock:
-            results.append(outcome)
-
-    threads = [threading.Thread(target=run) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert len(results) == count
-    return sum(results)
 
 
 def test_reserve_seeds_once_then_counts(limiter: Limiter) -> None:
@@ -92,14 +39,18 @@ def test_release_never_goes_negative(limiter: Limiter) -> None:
     assert not limiter.reserve("tokens:t:d", 1, 100, lambda: 0)
 
 
-def test_fifty_race_for_the_last_hundred_tokens(limiter: Limiter) -> None:
+def test_fifty_race_for_the_last_hundred_tokens(
+    limiter: Limiter, race: Callable[..., list[Any]]
+) -> None:
     limiter.reserve("tokens:race:d", 0, None, lambda: 900)
-    taken = _race(50, lambda: limiter.reserve("tokens:race:d", 10, 1000, lambda: 0))
+    taken = sum(race(50, lambda: limiter.reserve("tokens:race:d", 10, 1000, lambda: 0)))
     assert taken == 10
 
 
-def test_rate_race_admits_exactly_the_limit(limiter: Limiter) -> None:
-    taken = _race(30, lambda: limiter.hit_rate("rate:race", 12) is None)
+def test_rate_race_admits_exactly_the_limit(
+    limiter: Limiter, race: Callable[..., list[Any]]
+) -> None:
+    taken = sum(race(30, lambda: limiter.hit_rate("rate:race", 12) is None))
     assert taken == 12
     wait_s = limiter.hit_rate("rate:race", 12)
     assert wait_s is not None and 55 < wait_s <= 60
