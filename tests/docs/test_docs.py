@@ -19,6 +19,7 @@ def _blocks(page: Path) -> list[tuple[str, str]]:
     return FENCE.findall(page.read_text(encoding="utf-8"))
 
 
+@pytest.mark.timeout(900)  # a page is a whole session: several servers, models, indexes
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
 def test_examples_run(page: Path, tmp_path: Path) -> None:
     env = {

@@ -82,13 +82,10 @@ def test_field_paths_drop_union_tags() -> None:
 
 
 def test_usage_source_and_adapter() -> None:
-    class UpstreamChatModel:
-        pass
+    from feilun.models.runtimes.openai_upstream import UpstreamChatModel
 
-    class TransformersChatModel:
-        pass
-
-    assert usage_source_of(UpstreamChatModel()) == "upstream"
-    assert usage_source_of(TransformersChatModel()) == "tokenizer"
+    upstream = UpstreamChatModel("http://127.0.0.1:1/v1", "m", api_key="k", name="m")
+    assert usage_source_of(upstream) == "upstream"
+    assert usage_source_of(object()) == "tokenizer"  # a local model counts with its tokenizer
     assert adapter_of("smollm2@1:handbook-v3@2") == "handbook-v3@2"
     assert adapter_of("smollm2@1") is None

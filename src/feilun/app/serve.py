@@ -8,16 +8,19 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from feilun.app.answering import open_library, open_rag_model
 from feilun.app.workspace import Workspace
 from feilun.core import registry as plugins
 from feilun.core.caching import TtlCache
 from feilun.core.errors import FeilunError
 from feilun.core.protocols import ChatModel, Embedder
+from feilun.knowledge.library import list_kbs
 from feilun.models.packaged import MINILM
 from feilun.serving.accounts import Accounts
 from feilun.serving.gateway import Gateway, ServerLimits
 from feilun.serving.ledger import SqlLedger
 from feilun.serving.limits import build_limiter
+from feilun.serving.openai.chat_completions.protocol import RAG_PREFIX
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -31,15 +34,22 @@ def build_gateway(workspace: Workspace) -> Gateway:
     # A moved alias (`prod` promoted) or a new version is picked up within a second.
     opened: TtlCache[str, tuple[str, ChatModel]] = TtlCache(ttl_s=RESOLVE_TTL_S)
 
+    library = open_library(workspace)
+
+    def resolve(name: str) -> tuple[str, ChatModel]:
+        if name.startswith(RAG_PREFIX):  # `rag:KB` or `rag:KB:MODEL`
+            kb, _, model = name.removeprefix(RAG_PREFIX).partition(":")
+            return open_rag_model(workspace, library, kb, model or None)
+        resolved = registry.resolve(name)
+        return resolved.ref, registry.open(resolved)
+
     def open_model(name: str) -> tuple[str, ChatModel]:
-        found = opened.get(name)
-        if found is None:
-            resolved = registry.resolve(name)
-            found = opened.put(name, (resolved.ref, registry.open(resolved)))
-        return found
+        return opened.get(name) or opened.put(name, resolve(name))
 
     def model_names() -> list[str]:
-        return [m.name for m in registry.list_models()] + [a.name for a in registry.aliases()]
+        knowledge_bases = [RAG_PREFIX + kb.name for kb in list_kbs(workspace.catalog)]
+        models = [m.name for m in registry.list_models()] + [a.name for a in registry.aliases()]
+        return models + knowledge_bases
 
     lock = threading.Lock()
     loaded: list[Embedder] = []

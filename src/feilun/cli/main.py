@@ -11,7 +11,19 @@ import sys
 import typer
 
 from feilun import __version__
-from feilun.cli import accounts, chat, data, demo, models, serve, workspace
+from feilun.cli import (
+    accounts,
+    ask,
+    chat,
+    data,
+    demo,
+    kb,
+    models,
+    recipes,
+    serve,
+    train,
+    workspace,
+)
 from feilun.core.errors import FeilunError
 
 app = typer.Typer(
@@ -24,10 +36,14 @@ app = typer.Typer(
 app.command("init")(workspace.init)
 app.command("doctor")(workspace.doctor)
 app.command("chat")(chat.chat)
+app.command("ask")(ask.ask)
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
 app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")
+app.add_typer(kb.app, name="kb")
+app.add_typer(train.app, name="train")
+app.add_typer(recipes.app, name="recipes")
 app.add_typer(accounts.tenants_app, name="tenants")
 app.add_typer(accounts.keys_app, name="keys")
 app.add_typer(accounts.quotas_app, name="quotas")

@@ -1,4 +1,4 @@
-"""`feilun models list|add|show|rm|alias`: the model registry."""
+"""`feilun models list|add|show|rm|alias|merge`: the model registry."""
 
 from __future__ import annotations
 
@@ -148,3 +148,26 @@ def alias(
     with opened(workspace) as ws:
         record = ws.models.set_alias(name, target)
     typer.echo(f"alias {record.name} → {record.target}")
+
+
+@app.command("merge")
+def merge(
+    ref: Annotated[str, typer.Argument(help="The adapter on its base: BASE:ADAPTER[@version].")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the merged model.")],
+    workspace: options.Workspace = None,
+    json: options.Json = False,
+) -> None:
+    """Fold an adapter into its base model's weights: a full safetensors model folder."""
+    from feilun.app.workspace import opened
+    from feilun.models.merge import write_merged
+
+    with opened(workspace) as ws, spinner(f"merging {ref}…"):
+        resolved = ws.models.resolve(ref)
+        folder = write_merged(resolved, ws.models.cache_dir, out)
+    if json:
+        print_json({"ref": resolved.ref, "out": str(folder.resolve())})
+        return
+    typer.echo(
+        f"merged {resolved.ref} into {folder}; register it with "
+        f"`feilun models add NAME --path {folder}`"
+    )

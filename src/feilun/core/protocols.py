@@ -40,6 +40,32 @@ class Usage(pydantic.BaseModel):
         return self.prompt_tokens + self.completion_tokens
 
 
+class Citation(pydantic.BaseModel):
+    """A passage an answer rests on, numbered as the answer cites it ([1], [2] and so on)."""
+
+    number: int
+    chunk_id: str
+    document_id: str = ""
+    document: str = pydantic.Field("", description="The document's name in its knowledge base.")
+    title: str = ""
+    page: int | None = None
+    heading_path: list[str] = pydantic.Field(default_factory=list)
+    quote: str = pydantic.Field("", description="The passage's words the answer leans on.")
+    score: float = 0.0
+
+
+class Grounding(pydantic.BaseModel):
+    """Where a retrieval-augmented answer comes from, and what in it nothing supports."""
+
+    citations: list[Citation] = pydantic.Field(default_factory=list)
+    unsupported_sentences: list[str] = pydantic.Field(
+        default_factory=list, description="Answer sentences no cited passage supports."
+    )
+    answered: bool = pydantic.Field(
+        True, description="False when nothing relevant was found and the model was not asked."
+    )
+
+
 class Completion(pydantic.BaseModel):
     """A finished generation with its usage and timings."""
 
@@ -48,6 +74,7 @@ class Completion(pydantic.BaseModel):
     usage: Usage
     prefill_s: float = 0.0
     decode_s: float = 0.0
+    grounding: Grounding | None = None
 
 
 class Delta(pydantic.BaseModel):
@@ -61,6 +88,7 @@ class Delta(pydantic.BaseModel):
     completion_tokens: int = 0
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    grounding: Grounding | None = None  # on the last piece of a retrieval-augmented answer
 
 
 @runtime_checkable

@@ -7,6 +7,7 @@ composition root; this module never opens a database itself.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import threading
@@ -248,16 +249,22 @@ class ModelRegistry:
     def open(self, ref: str | Resolved) -> ChatModel:
         """A ready ChatModel for the reference (or an already resolved one), loaded once."""
         resolved = ref if isinstance(ref, Resolved) else self.resolve(ref)
-        if resolved.adapter is not None:
-            raise ConfigError(
-                f"{resolved.ref} is an adapter; this build serves base models only",
-                "serve the base model, or install a Feilun with the training stage",
-            )
         key = resolved.ref
         with self._opening:  # concurrent first requests load the weights once
             if key not in self._open:
                 factory = plugins.lookup("runtimes", resolved.base.runtime)
-                self._open[key] = factory(resolved.base, self.cache_dir)
+                if resolved.adapter is None:
+                    self._open[key] = factory(resolved.base, self.cache_dir)
+                else:  # an adapter is loaded on its base by runtimes that take `adapter`
+                    if "adapter" not in inspect.signature(factory).parameters:
+                        raise ConfigError(
+                            f"{resolved.ref}: runtime {resolved.base.runtime!r} of "
+                            f"{resolved.base.ref} cannot load adapters",
+                            "serve adapters on a base model with the transformers runtime",
+                        )
+                    self._open[key] = factory(
+                        resolved.base, self.cache_dir, adapter=resolved.adapter
+                    )
         return self._open[key]
 
     def opened(self) -> list[ChatModel]:

@@ -34,6 +34,8 @@ CONNECT_TIMEOUT_S = 10.0
 class UpstreamChatModel:
     """A ChatModel that forwards to an OpenAI-compatible endpoint's /chat/completions."""
 
+    usage_source = "upstream"  # token counts are the upstream's report
+
     def __init__(
         self, base_url: str, model: str, *, api_key: str, name: str, timeout_s: float = 120.0
     ) -> None:

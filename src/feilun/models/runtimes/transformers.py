@@ -21,7 +21,7 @@ import torch
 from feilun.core import registry as plugins
 from feilun.core.errors import ConfigError, InputTooLong
 from feilun.core.protocols import Completion, Delta, GenerationParams
-from feilun.core.records import BaseModel, Message
+from feilun.core.records import Adapter, BaseModel, Message
 from feilun.models.batching import Batcher, Request, collect, new_request, sample
 from feilun.models.lean import LeanLlama, supports_lean
 from feilun.models.quantize import check_quantize_mode
@@ -195,10 +195,14 @@ def _end_token_ids(model: Any, tokenizer: Any) -> set[int]:
     return ids
 
 
-def load_runtime(record: BaseModel, cache_dir: Path) -> TransformersChatModel:
+def load_runtime(
+    record: BaseModel, cache_dir: Path, adapter: Adapter | None = None
+) -> TransformersChatModel:
     """Entry point of the "transformers" runtime: load a registered model's weights.
 
     `record.meta["runtime_options"]` may set `quantize` ("int8" or "none") and `threads`.
+    An `adapter` is merged into the base weights (served as fast as the base) and its chat
+    template, the one it was trained with, renders the prompts.
     """
     options: dict[str, Any] = dict(record.meta.get("runtime_options") or {})
     unknown = sorted(set(options) - set(OPTIONS))
@@ -209,11 +213,15 @@ def load_runtime(record: BaseModel, cache_dir: Path) -> TransformersChatModel:
         )
     source = plugins.lookup("model_sources", record.source)
     model, tokenizer = source.load(record.location, cache_dir)
+    if adapter is not None:
+        from feilun.models.merge import merge_adapter
+
+        model = merge_adapter(model, adapter)
     return TransformersChatModel(
         model,
         tokenizer,
-        name=record.name,
-        chat_template=record.chat_template or None,
+        name=f"{record.name}:{adapter.name}" if adapter else record.name,
+        chat_template=(adapter and adapter.chat_template) or record.chat_template or None,
         context_length=record.context_length or None,
         **options,
     )

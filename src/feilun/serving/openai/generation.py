@@ -218,6 +218,7 @@ class _Tally:
     texts: list[str]
     tokens: list[int]
     reasons: list[str | None]
+    groundings: dict[int, dict[str, Any]] = field(default_factory=dict)
     upstream_prompt_tokens: int = 0
     is_started: bool = field(default=False)
 
@@ -233,11 +234,14 @@ class _Tally:
             self.tokens[index] += 1  # a runtime without running counts: one token per piece
         if delta.finish_reason is not None:
             self.reasons[index] = delta.finish_reason
+        if delta.grounding is not None:
+            self.groundings[index] = delta.grounding.model_dump(mode="json")
 
     def response(self) -> dict[str, Any]:
         return {
             "choices": [
                 {"index": i, "text": t, "finish_reason": r}
+                | ({"feilun": self.groundings[i]} if i in self.groundings else {})
                 for i, (t, r) in enumerate(zip(self.texts, self.reasons, strict=True))
             ]
         }

@@ -39,12 +39,12 @@ async def authenticate(request: Request) -> Principal:
 
 def usage_source_of(model: object) -> str:
     """Where token counts come from: `upstream` (reported) or `tokenizer` (counted here)."""
-    return "upstream" if "Upstream" in type(model).__name__ else "tokenizer"
+    return str(getattr(model, "usage_source", "tokenizer"))
 
 
 def adapter_of(ref: str) -> str | None:
-    """The adapter part of a pinned reference `base@1:adapter@2`, if any."""
-    _, sep, adapter = ref.partition(":")
+    """The adapter part of a pinned reference `base@1:adapter@2[+kb:handbook@3]`, if any."""
+    _, sep, adapter = ref.partition("+kb:")[0].partition(":")
     return adapter if sep else None
 
 

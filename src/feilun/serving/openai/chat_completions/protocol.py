@@ -59,6 +59,18 @@ class StreamOptions(pydantic.BaseModel):
     include_usage: StrictBool = False
 
 
+RAG_PREFIX = "rag:"  # model `rag:KB[:MODEL]` answers from knowledge base KB
+
+
+class FeilunOptions(pydantic.BaseModel):
+    """Feilun's own request fields, namespaced under `feilun` (OpenAI clients: `extra_body`)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    kb: StrictStr | None = Field(
+        None, min_length=1, description="Answer from this knowledge base, with citations."
+    )
+
+
 class ChatCompletionRequest(pydantic.BaseModel):
     """A chat completion request."""
 
@@ -75,6 +87,13 @@ class ChatCompletionRequest(pydantic.BaseModel):
     user: StrictStr | None = None
     stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
+    feilun: FeilunOptions | None = None
+
+    def served_model(self) -> str:
+        """The model to run: `model`, or `rag:KB:model` when `feilun.kb` names a knowledge base."""
+        if self.feilun is not None and self.feilun.kb:
+            return f"{RAG_PREFIX}{self.feilun.kb}:{self.model}"
+        return self.model
 
     def stop_list(self) -> list[str]:
         """Stop strings as a list."""

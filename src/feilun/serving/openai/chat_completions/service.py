@@ -13,7 +13,7 @@ from typing import Any
 from fastapi.responses import Response
 from starlette.requests import Request
 
-from feilun.core.protocols import Completion, Delta, Usage
+from feilun.core.protocols import Completion, Delta, Grounding, Usage
 from feilun.serving.openai.chat_completions.protocol import ChatCompletionRequest
 from feilun.serving.openai.generation import (
     Generation,
@@ -40,10 +40,15 @@ def feilun_fields(gen: Generation) -> dict[str, Any]:
     return {"trace_id": gen.trace_id, "model_ref": gen.ref, "usage_source": gen.usage_source}
 
 
+def grounding_fields(grounding: Grounding | None) -> dict[str, Any]:
+    """A retrieval-augmented answer's citations and unsupported sentences (else nothing)."""
+    return {} if grounding is None else grounding.model_dump(mode="json")
+
+
 def _ask(body: ChatCompletionRequest) -> GenerationRequest:
     max_tokens, max_tokens_param = body.token_limit()
     return GenerationRequest(
-        model=body.model,
+        model=body.served_model(),
         conversations=[[m.to_message() for m in body.messages]],
         n=body.n,
         max_tokens=max_tokens,
@@ -59,6 +64,7 @@ def _ask(body: ChatCompletionRequest) -> GenerationRequest:
 
 
 def _response_body(gen: Generation, completions: list[Completion], usage: Usage) -> dict[str, Any]:
+    grounded = completions[0].grounding is not None
     return {
         "id": f"chatcmpl-{gen.trace_id}",
         "object": "chat.completion",
@@ -71,10 +77,11 @@ def _response_body(gen: Generation, completions: list[Completion], usage: Usage)
                 "finish_reason": c.finish_reason,
                 "logprobs": None,
             }
+            | ({"feilun": grounding_fields(c.grounding)} if grounded else {})
             for i, c in enumerate(completions)
         ],
         "usage": usage_body(usage),
-        "feilun": feilun_fields(gen),
+        "feilun": feilun_fields(gen) | grounding_fields(completions[0].grounding),
     }
 
 
@@ -112,6 +119,8 @@ class ChatChunks:
         """One piece of text, or the finish with an empty delta."""
         content = {"content": delta.text} if delta.text or delta.finish_reason is None else {}
         choice = {"index": index, "delta": content, "finish_reason": delta.finish_reason}
+        if delta.grounding is not None:  # the last piece of a retrieval-augmented answer
+            return self._chunk([choice], feilun=grounding_fields(delta.grounding))
         return self._chunk([choice])
 
     def usage(self, usage: Usage) -> dict[str, Any]:

@@ -1,0 +1,33 @@
+"""Retrieval-augmented models from a workspace: what `rag:KB[:MODEL]` and `feilun ask` run."""
+
+from __future__ import annotations
+
+from feilun.app.workspace import Workspace
+from feilun.knowledge.library import Library, lock_dir_of, resolve_kb
+from feilun.knowledge.rag import RagChatModel, RagSettings
+from feilun.models.packaged import SMOLLM2
+
+DEFAULT_MODEL = SMOLLM2.name  # what a knowledge base answers with unless a model is named
+
+
+def open_library(workspace: Workspace) -> Library:
+    """The workspace's knowledge bases (one Library per process: it caches loaded indexes)."""
+    return Library(workspace.catalog, workspace.artifacts, lock_dir=lock_dir_of(workspace.path))
+
+
+def open_rag_model(
+    workspace: Workspace,
+    library: Library,
+    kb: str,
+    model: str | None = None,
+    settings: RagSettings | None = None,
+) -> tuple[str, RagChatModel]:
+    """`model` (default: the packaged chat model) answering from `kb`, and its pinned ref.
+
+    The ref is `base@1[:adapter@2]+kb:NAME@VERSION`, the version current when opened; the
+    model itself reads the knowledge base's latest version at each question.
+    """
+    record = resolve_kb(workspace.catalog, kb)  # NotFound lists the knowledge bases
+    resolved = workspace.models.resolve(model or DEFAULT_MODEL)
+    chat_model = workspace.models.open(resolved)
+    return f"{resolved.ref}+kb:{record.ref}", RagChatModel(chat_model, library, kb, settings)

@@ -1,0 +1,226 @@
+"""The Library: where knowledge bases live, how a version is stored, read and cached.
+
+A knowledge base (KB) is a name whose versions are Index records. A version's files (chunks,
+BM25 postings, vectors, and a manifest naming them) are content-addressed artifacts written
+before its record, and a record is saved in one transaction, so a reader sees a whole old or
+a whole new version and never a torn one. Loaded versions are cached by record id: a version
+never changes, so the cache needs no invalidation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import pydantic
+
+from feilun.core.errors import ArtifactError, ConfigError, NotFound
+from feilun.core.protocols import Embedder
+from feilun.core.records import Index
+from feilun.knowledge.analyzers import Analyzer
+from feilun.knowledge.chunking import ChunkSettings
+from feilun.knowledge.dense import dense_from_bytes
+from feilun.knowledge.embedders import open_embedder
+from feilun.knowledge.lexical import lexical_from_bytes
+from feilun.knowledge.search import ChunkIndex
+from feilun.store.artifacts import ArtifactStore
+from feilun.store.catalog import SqlCatalog
+
+logger = logging.getLogger(__name__)
+
+KIND = Index.kind
+MANIFEST_FORMAT = 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_REF = re.compile(r"^(?P<name>[^@\s]+?)(?:@(?P<version>\d+|latest))?$")
+
+
+class DocumentEntry(pydantic.BaseModel):
+    """One document of a KB version."""
+
+    document: str = pydantic.Field(description="Its name: the key `kb add`/`kb remove` use.")
+    document_id: str
+    title: str = ""
+    chunks: int = 0
+
+
+class Skipped(pydantic.BaseModel):
+    """A document left out of a KB, and why."""
+
+    document: str
+    reason: str
+
+
+class Manifest(pydantic.BaseModel):
+    """What one KB version is made of; stored as a JSON artifact named by its record."""
+
+    format: int = MANIFEST_FORMAT
+    source: str = pydantic.Field(
+        "", description="Where documents came from: collection or dataset."
+    )
+    chunking: ChunkSettings = pydantic.Field(default_factory=ChunkSettings)
+    embedder: str = pydantic.Field("", description="Embedder name; empty for a BM25-only KB.")
+    terms: list[str] = pydantic.Field(default_factory=list, description="Domain terms (analyzer).")
+    chunks: str = pydantic.Field(description="Artifact: one JSON chunk per line.")
+    lexical: str = pydantic.Field(description="Artifact: BM25 postings (.npz).")
+    vectors: str = pydantic.Field("", description="Artifact: chunk vectors (.npy), if dense.")
+    documents: list[DocumentEntry] = pydantic.Field(default_factory=list)
+    skipped: list[Skipped] = pydantic.Field(default_factory=list)
+
+
+@dataclass
+class LoadedKb:
+    """One KB version in memory."""
+
+    record: Index
+    manifest: Manifest
+    index: ChunkIndex
+
+
+@dataclass
+class Library:
+    """The knowledge bases of a workspace; build one per process and share it across threads."""
+
+    catalog: SqlCatalog
+    artifacts: ArtifactStore
+    lock_dir: Path | None = None  # where writers take a per-KB lock; None: no file lock
+    open_embedder: Callable[[str], Embedder] = open_embedder
+    cache_size: int = 4  # KB versions kept loaded
+    _embedders: dict[str, Embedder] = field(default_factory=dict, repr=False)
+    _loaded: OrderedDict[str, LoadedKb] = field(default_factory=OrderedDict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def embedder(self, name: str) -> Embedder:
+        """The embedder called `name`, loaded once."""
+        with self._lock:
+            if name not in self._embedders:
+                self._embedders[name] = self.open_embedder(name)
+            return self._embedders[name]
+
+    def load(self, ref: str) -> LoadedKb:
+        """The KB version `name` (latest), `name@3` or `name@latest`, loaded (cached)."""
+        record = resolve_kb(self.catalog, ref)
+        with self._lock:
+            found = self._loaded.get(record.id)
+            if found is not None:
+                self._loaded.move_to_end(record.id)
+                return found
+        loaded = read_version(self.artifacts, record)
+        with self._lock:
+            self._loaded[record.id] = loaded
+            while len(self._loaded) > self.cache_size:
+                self._loaded.popitem(last=False)
+        return loaded
+
+    @contextlib.contextmanager
+    def writing(self, name: str) -> Iterator[None]:
+        """Hold the writer lock of KB `name`: one change at a time, readers never wait."""
+        if self.lock_dir is None:
+            yield
+            return
+        import fcntl
+
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        with (self.lock_dir / f"kb-{name}.lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_kb_name(name: str) -> None:
+    """Refuse names that would be ambiguous in a `name@version` reference."""
+    if not _NAME.match(name):
+        raise ConfigError(
+            f"knowledge base name {name!r} is not allowed",
+            "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+
+
+def list_kbs(catalog: SqlCatalog) -> list[Index]:
+    """The latest version of every KB, by name."""
+    return [cast(Index, r) for r in catalog.latest(KIND)]
+
+
+def kb_versions(catalog: SqlCatalog, name: str) -> list[Index]:
+    """Every version of KB `name`, newest first."""
+    return [cast(Index, r) for r in catalog.find(KIND, name)]
+
+
+def resolve_kb(catalog: SqlCatalog, ref: str) -> Index:
+    """The Index record of `name`, `name@3` or `name@latest`; NotFound lists the KBs."""
+    match = _REF.match(ref.strip())
+    if match is None:
+        raise ConfigError(
+            f"knowledge base reference {ref!r} is malformed", "write `name` or `name@2`"
+        )
+    name, version = match.group("name"), match.group("version")
+    versions = kb_versions(catalog, name)
+    if not versions:
+        known = [r.name for r in list_kbs(catalog)]
+        raise NotFound(
+            f"no knowledge base named {name!r}; knowledge bases: {', '.join(known) or 'none'}",
+            "list them with `feilun kb list`, or make one with `feilun kb create NAME --from "
+            "COLLECTION`",
+        )
+    if version in (None, "latest"):
+        return versions[0]
+    for record in versions:
+        if record.version == int(version):
+            return record
+    listed = ", ".join(str(r.version) for r in reversed(versions))
+    raise NotFound(
+        f"knowledge base {name!r} has no version {version}; versions: {listed}",
+        f"use one of those, or {name}@latest",
+    )
+
+
+def read_manifest(artifacts: ArtifactStore, record: Index) -> Manifest:
+    """The manifest a KB version's record names."""
+    try:
+        return Manifest.model_validate_json(artifacts.read_bytes(record.artifact))
+    except pydantic.ValidationError as e:
+        raise ArtifactError(
+            f"knowledge base {record.ref}: manifest {record.artifact} is not one this Feilun "
+            f"reads ({e.error_count()} problems)",
+            "upgrade Feilun, or rebuild the knowledge base with `feilun kb create`",
+        ) from e
+
+
+def read_version(artifacts: ArtifactStore, record: Index) -> LoadedKb:
+    """Load a KB version's chunks, postings and vectors (each verified against its digest)."""
+    manifest = read_manifest(artifacts, record)
+    rows = [json.loads(line) for line in artifacts.read_bytes(manifest.chunks).splitlines()]
+    lexical = lexical_from_bytes(artifacts.read_bytes(manifest.lexical))
+    dense = None
+    if manifest.vectors:
+        dense = dense_from_bytes(artifacts.read_bytes(manifest.vectors), manifest.embedder)
+    index = ChunkIndex(rows=rows, analyzer=Analyzer(manifest.terms), lexical=lexical, dense=dense)
+    if lexical.size != len(rows) or (dense is not None and dense.vectors.shape[0] != len(rows)):
+        raise ArtifactError(
+            f"knowledge base {record.ref} is inconsistent: {len(rows)} chunks, "
+            f"{lexical.size} in BM25, {0 if dense is None else dense.vectors.shape[0]} vectors",
+            "rebuild it with `feilun kb create`",
+        )
+    logger.debug("loaded knowledge base %s: %d chunks", record.ref, len(rows))
+    return LoadedKb(record=record, manifest=manifest, index=index)
+
+
+def rows_to_bytes(rows: list[dict[str, Any]]) -> bytes:
+    """Chunks as JSON lines (sorted keys: the same chunks give the same artifact)."""
+    lines = (json.dumps(row, ensure_ascii=False, sort_keys=True) for row in rows)
+    return ("\n".join(lines) + "\n").encode() if rows else b""
+
+
+def lock_dir_of(workspace: Path) -> Path:
+    """Where writers of a workspace's KBs take their locks."""
+    return Path(os.fspath(workspace)) / "locks"
