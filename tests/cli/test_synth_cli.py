@@ -80,3 +80,67 @@ def test_errors_name_the_problem(
 ) -> None:
     with pytest.raises(error, match=message):
         CliRunner().invoke(app, ["data", "synth-qa", *args], env=workspace, catch_exceptions=False)
+
+
+def test_show_previews_chat_rows_as_turns(workspace: dict[str, str]) -> None:
+    from feilun.app.workspace import opened
+    from feilun.data.datasets import save_dataset
+
+    answer = "Each operator shall inspect every gas meter once a year. " * 3
+    rows = [
+        {
+            "id": "qa_1",
+            "messages": [
+                {"role": "user", "content": "Who inspects gas meters?"},
+                {"role": "assistant", "content": answer},
+            ],
+            "meta": {"answer_mode": "extractive"},
+        }
+    ]
+    with opened(None, workspace) as ws:
+        save_dataset(ws.catalog, ws.artifacts, "qa", rows)
+    stdout, _ = invoke(workspace, "data", "show", "qa@1")
+    assert "user: Who inspects gas meters?" in stdout
+    assert "assistant: Each operator shall" in stdout and "…" in stdout  # one line, cut
+    assert "'role'" not in stdout and "answer_mode" not in stdout  # no dict repr
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_packaged_smollm2_keeps_grounded_pairs(env: dict[str, str]) -> None:
+    """The packaged model, as `feilun data synth-qa` opens it, on two passages of US Code.
+
+    Measured on 10 seeded passages of the industry documents it keeps about one pair per two
+    passages; on these two (49 U.S.C. 60118(b) and 29 U.S.C. 660(b)) it kept pairs in every
+    run. Each answer is the model's own words supported by its passage, or a passage sentence.
+    """
+    from feilun.app.workspace import opened
+    from feilun.data.datasets import read_rows, resolve_dataset
+    from feilun.data.passages import document_passages, support
+    from feilun.models.packaged import SMOLLM2
+
+    if SMOLLM2.locate() is None:
+        pytest.skip(f"{SMOLLM2.name} is not installed ({SMOLLM2.install_hint})")
+    docs = Path("../shared/data/industry/docs/en")
+    sources = {
+        "US-Code-Title49-Ch601-Pipeline-Safety.md": "the material the pipeline facility transports",
+        "US-Code-Title29-Ch15-Occupational-Safety-and-Health-Act.md": "by filing a petition for",
+    }
+    invoke(env, "init")
+    with opened(None, env) as ws:
+        for name, phrase in sources.items():
+            text = (docs / name).read_text(encoding="utf-8")
+            [passage] = [p for p in document_passages([Document(text=text)]) if phrase in p.text]
+            ws.catalog.save(Document(name=name, collection="us", text=passage.text))
+    invoke(env, "data", "synth-qa", "us", "-d", "us-qa", "--per-chunk", "2", "--json")
+    with opened(None, env) as ws:
+        dataset = resolve_dataset(ws.catalog, "us-qa@1")
+        rows = read_rows(ws.artifacts, dataset)
+        texts = {d.id: d.text for d in ws.catalog.find("document")}
+    assert rows, "the packaged model kept no grounded pair"
+    for row in rows:
+        meta, answer = row["meta"], row["messages"][-1]["content"]
+        passage = texts[meta["document_id"]][slice(*meta["span"])]
+        if meta["answer_mode"] == "extractive":
+            assert texts[meta["document_id"]][slice(*meta["answer_span"])] == answer
+        assert answer in passage or support(answer, passage) >= dataset.recipe["min_support"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -14,19 +15,24 @@ from feilun.core.errors import ConfigError, InputTooLong
 from feilun.core.protocols import ChatModel, Completion, Delta, GenerationParams, Usage
 from feilun.core.records import Document, Message
 from feilun.data.datasets import read_rejected, read_rows
-from feilun.data.synth import (
+from feilun.data.passages import (
     MIN_PASSAGE_CHARS,
-    REASONS,
-    TEMPLATES,
     Passage,
-    SynthParams,
     check_answer,
     check_question,
     document_passages,
+    ground_answer,
+    snap_answer,
+    split_passages,
+    split_sentences,
+    support,
+)
+from feilun.data.synth import (
+    REASONS,
+    TEMPLATES,
+    SynthParams,
     parse_answer,
     parse_questions,
-    split_passages,
-    support,
     synthesize_dataset,
     synthesize_qa,
 )
@@ -39,6 +45,10 @@ DOCS = Path("../shared/data/industry/docs")
 ZH_TEXT = (DOCS / "zh" / "城镇燃气管理条例(2016-02-06).md").read_text(encoding="utf-8")
 EN_TEXT = (DOCS / "en" / "US-Code-Title49-Ch601-Pipeline-Safety.md").read_text(encoding="utf-8")
 _SENTENCE = re.compile(r"[^。；.;\n]+[。；.;]?")
+# "(b) Considerations" of 49 U.S.C. 60118: a lead-in and a list of items, one a sentence each.
+_START = EN_TEXT.index("###### (b) Considerations")
+_END = EN_TEXT.index("soil characteristics;", _START) + len("soil characteristics;")
+PIPELINE = Passage(Document(text=EN_TEXT), _START, _END, EN_TEXT[_START:_END], "en")
 
 
 class ReadingModel:
@@ -86,14 +96,15 @@ class ReadingModel:
         if self.invent:
             return "The answer is:\n\nBananas grow on the moon, as every farmer in Paris knows."
         passage = re.split(r"Text:\n|文字：\n", prompt, maxsplit=1)[1]
+        passage = re.split(r"\n\nQuestion: |\n\n问题：", passage)[0]
         key = re.search(r"say about (.+?)\?|关于「(.+?)」", prompt)
         words = key.group(1) or key.group(2)
-        quote = next(s for s in _SENTENCE.findall(passage) if words in s)
+        quote = next((s for s in _SENTENCE.findall(passage) if words in s), "I cannot tell.")
         return f"The answer to the question is:\n\nAnswer: {quote.strip()}\n\nMore chatter."
 
 
 def _is_answer_step(prompt: str) -> bool:
-    return prompt.endswith(("Answer:", "答案："))
+    return prompt.endswith(("answers the question.", "回答这个问题的句子。"))
 
 
 def _question_about(sentence: str) -> str:
@@ -168,11 +179,23 @@ def test_page_numbers_come_from_page_starts() -> None:
     pages = ["Page one text about valves and meters. " * 12, "Page two on pipes. " * 25]
     text = "\n\n".join(pages)
     document = Document(text=text, meta={"page_starts": [0, len(pages[0]) + 2]})
-    params = SynthParams(model="m", min_chars=100, max_chars=300)
-    found = document_passages([document], params)
+    found = document_passages([document], min_chars=100, max_chars=300)
     assert (found[0].page, found[-1].page) == (1, 2)
     assert all(p.document.text[p.start : p.end] == p.text for p in found)
-    assert document_passages([Document(text=text)], params)[0].page is None
+    assert document_passages([Document(text=text)], 100, 300)[0].page is None
+
+
+def test_sentences_point_into_the_text_and_split_list_items() -> None:
+    text = PIPELINE.text
+    found = [text[start:end] for start, end in split_sentences(text)]
+    assert found[0].startswith("In making a decision") and not found[0].startswith("#")
+    assert [f[:3] for f in found[1:4]] == ["(1)", "(2)", "(3)"]  # a list item is a sentence
+    assert all(f == f.strip() and f in text for f in found)
+    assert split_sentences("The law says so. 第五条 国务院负责。县级以上负责。") == [
+        (0, 16),
+        (17, 27),
+        (27, 34),
+    ]
 
 
 # -- parsing -------------------------------------------------------------------------------
@@ -203,6 +226,31 @@ def test_parse_answer_skips_lead_ins_and_chatter() -> None:
     assert parse_answer("Answer: **Gas** is fuel.\nIt burns.") == "**Gas** is fuel.\nIt burns."
     assert parse_answer("答案：燃气是燃料。") == "燃气是燃料。"
     assert parse_answer("  \n\nThe answer is:") == ""
+
+
+def test_questions_are_repaired() -> None:
+    reply = (
+        "(i) What is the purpose of the Committee?\n"
+        '"Why is 1.1 used in the text?\n'
+        "What is the nature of the material transported\n"
+        "谁负责全国的燃气管理工作\n"
+        "The text is a summary of the article.\n"
+    )
+    assert parse_questions(reply) == [
+        "What is the purpose of the Committee?",
+        "Why is 1.1 used in the text?",
+        "What is the nature of the material transported?",
+        "谁负责全国的燃气管理工作？",
+    ]
+
+
+def test_a_quoted_sentence_is_the_answer() -> None:
+    reply = 'The sentence that answers the question is: "The Secretary may not exempt it." More.'
+    assert parse_answer(reply) == "The Secretary may not exempt it."
+    assert (
+        parse_answer("The sentence in question is: “国务院建设主管部门负责”")
+        == "国务院建设主管部门负责"
+    )
 
 
 # -- grounding -----------------------------------------------------------------------------
@@ -260,6 +308,40 @@ def test_each_rejection_has_its_reason(question: str, answer: str, reason: str) 
     )
 
 
+def test_an_answer_snaps_to_the_sentence_it_points_at_on_a_real_passage() -> None:
+    """Q and A as SmolLM2-135M wrote them on this passage of 49 U.S.C. 60118."""
+    question = "What is the nature of the material transported?"
+    answer = "It is about how corrosive and deteriorating the material is, and the pressure needed."
+    reason, kept = ground_answer(question, answer, PIPELINE, 0.6)
+    assert reason is None and kept.mode == "extractive" and kept.support == 1.0
+    assert kept.span is not None
+    assert kept.text == PIPELINE.text[kept.span[0] : kept.span[1]]
+    assert kept.text.startswith("(2) the nature of the material the pipeline facility transports")
+    # Its words are all in the passage, but from item (1): the question asked about item (2).
+    elsewhere = "The nature of the material transported is the pipe and other equipment."
+    assert support(elsewhere, PIPELINE.text) >= 0.6
+    assert ground_answer(question, elsewhere, PIPELINE, 0.6)[0] == "unanchored"
+    # One shared word is no anchor; an invented answer has none either.
+    item = PIPELINE.text[kept.span[0] : kept.span[1]]
+    assert snap_answer("What is Chapter 34?", item, PIPELINE) is None
+    invented = "The material is moved by trucks at night across the border."
+    assert ground_answer(question, invented, PIPELINE, 0.6)[0] == "ungrounded"
+
+
+def test_a_chinese_answer_snaps_to_its_article() -> None:
+    start = ZH_TEXT.index("第四条")
+    text = ZH_TEXT[start : ZH_TEXT.index("第六条")].strip()
+    zh = Passage(Document(text=ZH_TEXT), start, start + len(text), text, "zh")
+    reason, kept = ground_answer(
+        "谁负责全国的燃气管理工作？", "国务院建设部门主管这项工作。", zh, 0.6
+    )
+    assert reason is None and kept.mode == "extractive"
+    assert kept.text == "第五条 国务院建设主管部门负责全国的燃气管理工作。"
+    supported = "国务院建设主管部门负责全国的燃气管理工作。"
+    reason, kept = ground_answer("谁负责全国的燃气管理工作？", supported, zh, 0.6)
+    assert (reason, kept.mode, kept.text) == (None, "generated", supported)
+
+
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -280,6 +362,7 @@ def test_pairs_are_grounded_and_keep_their_source() -> None:
         assert answer in source_text[start:end]  # the quote lies inside its passage
         assert meta["template"] == TEMPLATES[meta["language"]].id
         assert meta["model"] == "reader@1" and meta["support"] >= 0.6 and meta["page"] is None
+        assert meta["answer_mode"] == "generated"  # the reader quotes: its own words are kept
         assert meta["source"] in ("gas.md", "p.md") and question.strip()
     assert {r["meta"]["language"] for r in result.rows} == {"zh", "en"}
 
@@ -318,10 +401,36 @@ def test_a_prompt_too_long_is_counted_and_the_run_goes_on() -> None:
     assert result.rows[-1]["meta"]["document_id"] == short.id
 
 
+class ScriptedModel(ReadingModel):
+    """Asks one question and answers it in its own words, as a small model does."""
+
+    def chat(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
+        is_answer = _is_answer_step(messages[-1].content)
+        text = (
+            "It is about how corrosive and deteriorating the material is, and the pressure."
+            if is_answer
+            else "1. What is the nature of the material transported"
+        )
+        return Completion(text=text, finish_reason="stop", usage=Usage())
+
+
+def test_an_extractive_answer_is_the_passage_sentence_with_its_span() -> None:
+    document = Document(name="p", text=PIPELINE.text)
+    result = synthesize_qa([document], ScriptedModel(), SynthParams(model="m", per_chunk=1))
+    [row] = result.rows
+    question, answer = (m["content"] for m in row["messages"])
+    meta = row["meta"]
+    assert question == "What is the nature of the material transported?"  # repaired
+    assert (meta["answer_mode"], meta["support"]) == ("extractive", 1.0)
+    start, end = meta["answer_span"]
+    assert document.text[start:end] == answer and answer.startswith("(2) the nature")
+
+
 def test_system_prompt_and_per_chunk() -> None:
     params = SynthParams(model="m", max_passages=3, per_chunk=1, system_prompt="你是燃气专家。")
     result = synthesize_qa(documents()[:1], ReadingModel(), params)
-    assert len(result.rows) == 3  # one per passage
+    per_passage = Counter(tuple(r["meta"]["span"]) for r in result.rows)
+    assert result.rows and max(per_passage.values()) == 1  # per_chunk caps rows per passage
     assert all(
         r["messages"][0] == {"role": "system", "content": "你是燃气专家。"} for r in result.rows
     )
@@ -355,8 +464,8 @@ def test_saved_dataset_has_lineage_recipe_rejections_and_a_stable_hash(
     dataset = catalog.find("dataset", "qa", 1)[0]
     recipe = dataset.recipe
     assert (recipe["model"], recipe["seed"], recipe["per_chunk"]) == ("reader@1", 7, 3)
-    assert recipe["collection"] == "regs" and set(recipe["templates"]) == {"qa-en-1", "qa-zh-1"}
-    assert "{passage}" in recipe["templates"]["qa-zh-1"]["ask"]
+    assert recipe["collection"] == "regs" and set(recipe["templates"]) == {"qa-en-2", "qa-zh-2"}
+    assert "{passage}" in recipe["templates"]["qa-zh-2"]["ask"]
     rows = read_rows(artifacts, dataset)
     assert rows and all(set(r) == {"id", "messages", "meta"} for r in rows)
     assert dataset.meta["operators"][0]["operator"] == "synth_qa"
@@ -399,39 +508,3 @@ def test_the_whole_path_runs_on_a_real_tiny_model() -> None:
     assert [(r.reason, r.item.text) for r in again.rejected] == [
         (r.reason, r.item.text) for r in first.rejected
     ]
-
-
-@pytest.mark.slow
-@pytest.mark.integration
-def test_packaged_smollm2_on_chinese_and_english_regulations(tmp_path: Path) -> None:
-    """The real packaged model end to end: the path and the accounting, not a yield.
-
-    Measured with these defaults, SmolLM2-135M kept 0 of 85 English candidates (40 passages of
-    the four US Code chapters) and 0 of 20 Chinese ones (its Chinese is not readable text).
-    """
-    from feilun.app.workspace import init_workspace
-    from feilun.models.packaged import SMOLLM2
-
-    if SMOLLM2.locate() is None:
-        pytest.skip(f"{SMOLLM2.name} is not installed ({SMOLLM2.install_hint})")
-    workspace, _ = init_workspace(tmp_path / "ws", {})
-    try:
-        model = workspace.models.open(SMOLLM2.name)
-        ref = workspace.models.resolve(SMOLLM2.name).ref
-        summaries = {}
-        for language, text in (("zh", ZH_TEXT), ("en", EN_TEXT)):
-            params = SynthParams(model=ref, max_passages=4, seed=1)
-            result = synthesize_qa([Document(name=language, text=text)], model, params)
-            summary = summaries[language] = result.summary()
-            reasons = summary["rejected_by_reason"]
-            assert summary["generated"] == summary["kept"] + sum(reasons.values())
-            assert set(reasons) <= set(REASONS) and summary["model_calls"] >= 4
-            for row in result.rows:
-                start, end = row["meta"]["span"]
-                answer = row["messages"][-1]["content"]
-                assert support(answer, text[start:end]) >= params.min_support
-                assert row["meta"]["language"] == language
-        # English replies parse into questions that reach the topic and grounding checks.
-        assert set(summaries["en"]["rejected_by_reason"]) - {"unparsed"} or summaries["en"]["kept"]
-    finally:
-        workspace.close()

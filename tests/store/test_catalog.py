@@ -10,6 +10,7 @@ from feilun.core.protocols import Catalog
 from feilun.core.records import (
     RECORD_TYPES,
     Adapter,
+    Alias,
     BaseModel,
     Dataset,
     Document,
@@ -107,12 +108,24 @@ def test_next_version(catalog: SqlCatalog) -> None:
     assert catalog.next_version("dataset", "lora") == 1
 
 
-def test_same_version_is_replaced(catalog: SqlCatalog) -> None:
+def test_a_taken_version_is_never_overwritten(catalog: SqlCatalog) -> None:
     first = catalog.save(Dataset(name="d", version=1, count=1, inputs=["old_input"]))
-    second = catalog.save(Dataset(name="d", version=1, count=2, inputs=["new_input"]))
-    assert first.id != second.id
+    with pytest.raises(ConfigError, match=r"dataset d@1 was saved by someone else meanwhile"):
+        catalog.save(Dataset(name="d", version=1, count=2, inputs=["new_input"]))
+    assert catalog.find("dataset", "d") == [first]
+    assert _input_rows(catalog) == [(first.id, "old_input")]
+
+
+def test_replace_swaps_a_version_when_asked_and_for_aliases(catalog: SqlCatalog) -> None:
+    catalog.save(Dataset(name="d", version=1, count=1, inputs=["old_input"]))
+    second = catalog.save(
+        Dataset(name="d", version=1, count=2, inputs=["new_input"]), if_taken="replace"
+    )
     assert catalog.find("dataset", "d") == [second]
     assert _input_rows(catalog) == [(second.id, "new_input")]
+    catalog.save(Alias(name="prod", target="tiny@1"))
+    moved = catalog.save(Alias(name="prod", target="tiny@2"))  # an alias is a movable name
+    assert catalog.find("alias", "prod") == [moved]
 
 
 def test_failed_replace_keeps_the_old_record(catalog: SqlCatalog) -> None:
@@ -120,8 +133,9 @@ def test_failed_replace_keeps_the_old_record(catalog: SqlCatalog) -> None:
     other = catalog.save(Dataset(name="e", version=1))
     # Same name and version as `kept` but the id of `other`: the delete runs, the insert fails.
     clash = Dataset(id=other.id, name="d", version=1, count=2)
-    with pytest.raises(sa.exc.IntegrityError):
-        catalog.save(clash)
+    for if_taken in ("replace", "fail", "next"):
+        with pytest.raises(sa.exc.IntegrityError):  # an id saved twice is a bug, not a clash
+            catalog.save(clash, if_taken=if_taken)  # type: ignore[arg-type]
     assert catalog.find("dataset", "d") == [kept]
 
 

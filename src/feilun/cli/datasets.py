@@ -5,9 +5,10 @@ Each command opens the workspace, calls one function of `feilun.data` and prints
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from enum import StrEnum
+from json import dumps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -165,7 +166,7 @@ def show(
             removals,
         )
         return
-    table = [(str(row.get("id", "")), _preview(str(row.get("text", row)))) for row in sample]
+    table = [(str(row.get("id", "")), _row_preview(row)) for row in sample]
     print_table(f"rows ({len(sample)} of {found.count})", ["id", "text"], table)
     if total_rejected:
         typer.echo(
@@ -311,6 +312,19 @@ def _manifest(dataset: Dataset) -> dict[str, Any]:
 
 def _first(ids: list[str], n: int = 3) -> str:
     return f": {', '.join(ids[:n])}{', …' if len(ids) > n else ''}" if ids else ""
+
+
+def _row_preview(row: Mapping[str, Any]) -> str:
+    """A row as people read it: its text, its chat turns (`role: content`, a line each), or JSON."""
+    messages = row.get("messages")
+    if isinstance(messages, list) and all(isinstance(m, Mapping) for m in messages):
+        return "\n".join(
+            f"{m.get('role', '?')}: {_preview(str(m.get('content', '')))}" for m in messages
+        )
+    if "text" in row:
+        return _preview(str(row["text"]))
+    fields = {k: v for k, v in row.items() if k != "id"}
+    return _preview(dumps(fields, ensure_ascii=False, default=str))
 
 
 def _preview(text: str, chars: int = PREVIEW_CHARS) -> str:

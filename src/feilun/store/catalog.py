@@ -9,18 +9,23 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from feilun.core.errors import ConfigError, WorkspaceError
-from feilun.core.records import RECORD_TYPES, Record
+from feilun.core.records import RECORD_TYPES, Alias, Record
 from feilun.store.database import Database
 from feilun.store.schema import record_inputs, records
 
 logger = logging.getLogger(__name__)
+
+#: What `SqlCatalog.save` does when another record holds the version: see `save`.
+IfTaken = Literal["fail", "next", "replace"]
+_MOVABLE_KINDS = frozenset({Alias.kind})  # saving one again moves it: last writer wins
+_SAVE_ATTEMPTS = 8
 
 
 def _record_type(kind: str) -> type[Record]:
@@ -39,8 +44,14 @@ class SqlCatalog:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def save(self, record: Record) -> Record:
-        """Store a record; a record with the same kind, name and version is replaced."""
+    def save(self, record: Record, *, if_taken: IfTaken | None = None) -> Record:
+        """Store a record; return it as stored (with the version it got).
+
+        A record's (kind, name, version) is written once: when another record holds it (say a
+        concurrent writer took the same next version), `if_taken` decides. "fail", the default,
+        raises ConfigError; "next" stores this one at the next free version; "replace" swaps the
+        old record out in one transaction (the default for aliases, which are movable names).
+        """
         kind = record.kind
         if _record_type(kind) is not type(record):
             raise ConfigError(
@@ -48,19 +59,38 @@ class SqlCatalog:
                 f"{_record_type(kind).__name__}; it could not be read back as itself",
                 "give the class its own `kind` and add it to feilun.core.records.RECORD_TYPES",
             )
+        mode = if_taken or ("replace" if kind in _MOVABLE_KINDS else "fail")
+        for _ in range(_SAVE_ATTEMPTS):
+            try:
+                self._insert(record, is_replace=mode == "replace")
+                return record
+            except sa.exc.IntegrityError as e:
+                if not self._is_version_taken(record):
+                    raise  # not a version clash (an id saved twice is a bug)
+                if mode == "fail":
+                    raise ConfigError(
+                        f"{kind} {record.ref} was saved by someone else meanwhile",
+                        "run the command again; it will take the next version",
+                    ) from e
+                if mode == "next":
+                    version = self.next_version(kind, record.name)
+                    record = record.model_copy(update={"version": version})
+        raise ConfigError(
+            f"{kind} {record.ref} is still being saved by other writers "
+            f"after {_SAVE_ATTEMPTS} attempts",
+            "run the command again",
+        )
+
+    def _insert(self, record: Record, *, is_replace: bool) -> None:
+        """Insert the record and its inputs in one transaction (replacing its version if asked)."""
         with self.db.session() as session:
             connection = session.connection()
-            replaced = connection.execute(
-                sa.delete(records).where(
-                    records.c.kind == kind,
-                    records.c.name == record.name,
-                    records.c.version == record.version,
-                )
-            ).rowcount
+            if is_replace:
+                connection.execute(sa.delete(records).where(_same_version(record)))
             connection.execute(
                 sa.insert(records).values(
                     id=record.id,
-                    kind=kind,
+                    kind=record.kind,
                     name=record.name,
                     version=record.version,
                     created_at=record.created_at,
@@ -74,8 +104,16 @@ class SqlCatalog:
                     sa.insert(record_inputs),
                     [{"record_id": record.id, "input_id": i} for i in input_ids],
                 )
-        logger.debug("saved %s %s (%s), replaced %d", kind, record.ref, record.id, replaced)
-        return record
+        logger.debug("saved %s %s (%s)", record.kind, record.ref, record.id)
+
+    def _is_version_taken(self, record: Record) -> bool:
+        """Whether another record holds the record's (kind, name, version) and its id is free."""
+        query = sa.select(records.c.id).where(
+            sa.or_(records.c.id == record.id, _same_version(record))
+        )
+        with self.db.session(is_read_only=True) as session:
+            holders = set(session.execute(query).scalars())
+        return bool(holders) and record.id not in holders
 
     def find(self, kind: str, name: str | None = None, version: int | None = None) -> list[Record]:
         """Return records of `kind` (optionally one name, one version), newest version first.
@@ -168,6 +206,14 @@ class SqlCatalog:
                 frontier = [i for i in found if i not in seen and i != record_id]
                 seen.update(dict.fromkeys(frontier))
         return list(seen)
+
+
+def _same_version(record: Record) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        records.c.kind == record.kind,
+        records.c.name == record.name,
+        records.c.version == record.version,
+    )
 
 
 def _prefix_conditions(name_prefix: str | None) -> list[sa.ColumnElement[bool]]:
