@@ -16,12 +16,13 @@ import tempfile
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-from feilun.core.errors import ArtifactError, ConfigError, NotFound
+from feilun.core.errors import ArtifactError, ConfigError
 from feilun.core.records import Dataset, hash_content
 from feilun.data.items import Item, Rejection
 from feilun.data.recipes import Recipe
+from feilun.store.catalog import resolve_version
 
 if TYPE_CHECKING:
     from feilun.data.pipeline import OperatorReport
@@ -32,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 KIND = "dataset"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_REF = re.compile(r"^(?P<name>[^@\s]+?)(?:@(?P<version>\d+|latest))?$")
 ExportFormat = Literal["jsonl", "parquet"]
 
 
@@ -115,29 +115,8 @@ def list_datasets(catalog: SqlCatalog, name: str | None = None) -> list[Dataset]
 
 def resolve_dataset(catalog: SqlCatalog, ref: str) -> Dataset:
     """The dataset `name` (latest), `name@3` or `name@latest`."""
-    match = _REF.match(ref.strip())
-    if match is None:
-        raise ConfigError(
-            f"dataset reference {ref!r} is malformed", "write `name`, `name@2` or `name@latest`"
-        )
-    name, version = match.group("name"), match.group("version")
-    versions = [r for r in catalog.find(KIND, name) if isinstance(r, Dataset)]
-    if not versions:
-        known = sorted({r.name for r in catalog.find(KIND)})
-        raise NotFound(
-            f"no dataset named {name!r}; datasets: {', '.join(known) or 'none'}",
-            "list them with `feilun data list`, or make one with `feilun data clean`",
-        )
-    if version in (None, "latest"):
-        return versions[0]
-    for dataset in versions:
-        if dataset.version == int(version):
-            return dataset
-    listed = ", ".join(str(d.version) for d in sorted(versions, key=lambda d: d.version))
-    raise NotFound(
-        f"dataset {name!r} has no version {version}; versions: {listed}",
-        f"use one of those, or {name}@latest",
-    )
+    hint = "list them with `feilun data list`, or make one with `feilun data clean`"
+    return cast(Dataset, resolve_version(catalog, KIND, ref, noun="dataset", hint=hint))
 
 
 def iter_rows(artifacts: ArtifactStore, digest: str) -> Generator[dict[str, Any], None, None]:

@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import pydantic
 
-from feilun.core.errors import ArtifactError, ConfigError, NotFound
+from feilun.core.errors import ArtifactError, ConfigError
 from feilun.core.protocols import Embedder
 from feilun.core.records import Index
 from feilun.knowledge.analyzers import Analyzer
@@ -33,14 +33,13 @@ from feilun.knowledge.embedders import open_embedder
 from feilun.knowledge.lexical import lexical_from_bytes
 from feilun.knowledge.search import ChunkIndex
 from feilun.store.artifacts import ArtifactStore
-from feilun.store.catalog import SqlCatalog
+from feilun.store.catalog import SqlCatalog, resolve_version
 
 logger = logging.getLogger(__name__)
 
 KIND = Index.kind
 MANIFEST_FORMAT = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_REF = re.compile(r"^(?P<name>[^@\s]+?)(?:@(?P<version>\d+|latest))?$")
 
 
 class DocumentEntry(pydantic.BaseModel):
@@ -158,30 +157,8 @@ def kb_versions(catalog: SqlCatalog, name: str) -> list[Index]:
 
 def resolve_kb(catalog: SqlCatalog, ref: str) -> Index:
     """The Index record of `name`, `name@3` or `name@latest`; NotFound lists the KBs."""
-    match = _REF.match(ref.strip())
-    if match is None:
-        raise ConfigError(
-            f"knowledge base reference {ref!r} is malformed", "write `name` or `name@2`"
-        )
-    name, version = match.group("name"), match.group("version")
-    versions = kb_versions(catalog, name)
-    if not versions:
-        known = [r.name for r in list_kbs(catalog)]
-        raise NotFound(
-            f"no knowledge base named {name!r}; knowledge bases: {', '.join(known) or 'none'}",
-            "list them with `feilun kb list`, or make one with `feilun kb create NAME --from "
-            "COLLECTION`",
-        )
-    if version in (None, "latest"):
-        return versions[0]
-    for record in versions:
-        if record.version == int(version):
-            return record
-    listed = ", ".join(str(r.version) for r in reversed(versions))
-    raise NotFound(
-        f"knowledge base {name!r} has no version {version}; versions: {listed}",
-        f"use one of those, or {name}@latest",
-    )
+    hint = "list them with `feilun kb list`, or make one with `feilun kb create NAME --from SOURCE`"
+    return cast(Index, resolve_version(catalog, KIND, ref, noun="knowledge base", hint=hint))
 
 
 def read_manifest(artifacts: ArtifactStore, record: Index) -> Manifest:

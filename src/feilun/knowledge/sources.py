@@ -8,17 +8,14 @@ row becomes a Document named by the row's id, so `kb remove` can name it.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from feilun.core.errors import ArtifactError, NotFound
+from feilun.core.errors import ArtifactError, ConfigError, NotFound
 from feilun.core.records import Dataset, Document
 from feilun.store.artifacts import ArtifactStore
-from feilun.store.catalog import SqlCatalog
-
-_DATASET_REF = re.compile(r"^(?P<name>[^@\s]+?)(?:@(?P<version>\d+|latest))?$")
+from feilun.store.catalog import SqlCatalog, parse_versioned_ref, resolve_version
 
 
 @dataclass
@@ -95,22 +92,14 @@ def _find_document(catalog: SqlCatalog, ref: str) -> Document | None:
 
 
 def _find_dataset(catalog: SqlCatalog, ref: str) -> Dataset | None:
-    match = _DATASET_REF.match(ref)
-    if match is None:
+    """The dataset `ref` names, or None when no dataset has that name (it may be a collection)."""
+    try:
+        name, _ = parse_versioned_ref(ref, "dataset")
+    except ConfigError:
         return None
-    versions = cast(list[Dataset], catalog.find(Dataset.kind, match.group("name")))
-    wanted = match.group("version")
-    if not versions:
+    if not catalog.find(Dataset.kind, name):
         return None
-    if wanted in (None, "latest"):
-        return versions[0]
-    chosen = [d for d in versions if d.version == int(wanted)]
-    if not chosen:
-        raise NotFound(
-            f"dataset {match.group('name')!r} has no version {wanted}",
-            f"versions: {', '.join(str(d.version) for d in versions)}",
-        )
-    return chosen[0]
+    return cast(Dataset, resolve_version(catalog, Dataset.kind, ref, noun="dataset", hint=""))
 
 
 def dataset_documents(artifacts: ArtifactStore, dataset: Dataset) -> Iterator[Document]:

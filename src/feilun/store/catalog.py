@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -15,7 +16,8 @@ import pydantic
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from feilun.core.errors import ConfigError, WorkspaceError
+from feilun.core.errors import ConfigError, NotFound, WorkspaceError
+from feilun.core.protocols import Catalog
 from feilun.core.records import RECORD_TYPES, Alias, Record
 from feilun.store.database import Database
 from feilun.store.schema import record_inputs, records
@@ -26,6 +28,7 @@ logger = logging.getLogger(__name__)
 IfTaken = Literal["fail", "next", "replace"]
 _MOVABLE_KINDS = frozenset({Alias.kind})  # saving one again moves it: last writer wins
 _SAVE_ATTEMPTS = 8
+_VERSIONED_REF = re.compile(r"^(?P<name>[^@\s]+?)(?:@(?P<version>\d+|latest))?$")
 
 
 def _record_type(kind: str) -> type[Record]:
@@ -36,6 +39,40 @@ def _record_type(kind: str) -> type[Record]:
             "use one of those, or add the record class to feilun.core.records.RECORD_TYPES",
         )
     return record_type
+
+
+def parse_versioned_ref(ref: str, noun: str) -> tuple[str, int | None]:
+    """Split `name`, `name@3` or `name@latest` into the name and the version (None: latest)."""
+    match = _VERSIONED_REF.match(ref.strip())
+    if match is None:
+        raise ConfigError(
+            f"{noun} reference {ref!r} is malformed", "write `name`, `name@2` or `name@latest`"
+        )
+    version = match.group("version")
+    return match.group("name"), None if version in (None, "latest") else int(version)
+
+
+def resolve_version(catalog: Catalog, kind: str, ref: str, *, noun: str, hint: str) -> Record:
+    """The record of `kind` that `name`, `name@3` or `name@latest` names.
+
+    NotFound lists the names of `kind` (with `hint`, how to list or make one) when the name is
+    unknown, and the name's versions when the version is.
+    """
+    name, version = parse_versioned_ref(ref, noun)
+    versions = catalog.find(kind, name)
+    if not versions:
+        known = sorted({record.name for record in catalog.find(kind)})
+        raise NotFound(f"no {noun} named {name!r}; {noun}s: {', '.join(known) or 'none'}", hint)
+    if version is None:
+        return versions[0]
+    for record in versions:
+        if record.version == version:
+            return record
+    listed = ", ".join(str(record.version) for record in reversed(versions))
+    raise NotFound(
+        f"{noun} {name!r} has no version {version}; versions: {listed}",
+        f"use one of those, or {name}@latest",
+    )
 
 
 class SqlCatalog:
