@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -44,7 +44,9 @@ class Row:
     loaded_p50_ms: float  # at --concurrency
     loaded_p99_ms: float
     requests_per_s: float  # at --concurrency
-    stream_tokens_per_s: float
+    ttft_p50_ms: float  # streams: until the first token
+    stream_tokens_per_s: float  # streams: tokens after the first / time after the first
+    whole_stream_tokens_per_s: float  # streams: all tokens / the whole call
 
 
 def free_port() -> int:
@@ -83,12 +85,39 @@ def make_key(workspace: Path) -> str:
     )
 
 
-def start(command: list[str], env: dict[str, str], health_url: str) -> subprocess.Popen[bytes]:
+def start(
+    command: list[str], env: dict[str, str], health_url: str, cpus: set[int] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a server (on `cpus` only, when given) and wait until it answers."""
     process = subprocess.Popen(
-        command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
     )
     wait_healthy(health_url, process)
     return process
+
+
+def placement(pin: bool) -> tuple[set[int] | None, set[int] | None, str]:
+    """The upstream's cores, everyone else's cores, and how to say it.
+
+    Pinned (the default on 2+ cores): the upstream runtime gets core 0 to itself, as a model
+    server has its own accelerator or cores in a deployment; the client and the proxies share
+    the rest, so a proxy's CPU slows the proxy, not the model. Shared: everything everywhere.
+    """
+    cores = sorted(os.sched_getaffinity(0))
+    if not pin or len(cores) < 2:
+        return None, None, f"all processes share {len(cores)} cores"
+    return (
+        {cores[0]},
+        set(cores[1:]),
+        (
+            f"upstream pinned to core {cores[0]} (1 torch thread); client and proxies on "
+            f"{len(cores) - 1} other core(s)"
+        ),
+    )
 
 
 @dataclass
@@ -132,20 +161,10 @@ def measure(ways: list[Way], requests: int, concurrency: int, streams: int) -> l
             with ThreadPoolExecutor(max_workers=concurrency) as pool:
                 loaded[way.name] += pool.map(one, [way.name] * per_round)
             loaded_s[way.name] += time.perf_counter() - started
-    tokens, stream_s = dict.fromkeys(alone, 0), dict.fromkeys(alone, 0.0)
+    streamed = {way.name: Streamed() for way in ways}
     for _ in range(streams):
         for way in ways:
-            begun = time.perf_counter()
-            for chunk in clients[way.name].chat.completions.create(
-                model=MODEL,
-                messages=MESSAGES,
-                max_tokens=64,
-                stream=True,
-                stream_options={"include_usage": True},
-            ):
-                if chunk.usage:
-                    tokens[way.name] += chunk.usage.completion_tokens
-            stream_s[way.name] += time.perf_counter() - begun
+            streamed[way.name].add(clients[way.name])
     return [
         Row(
             name,
@@ -154,10 +173,49 @@ def measure(ways: list[Way], requests: int, concurrency: int, streams: int) -> l
             statistics.median(loaded[name]),
             _p99(sorted(loaded[name])),
             len(loaded[name]) / loaded_s[name],
-            tokens[name] / stream_s[name],
+            statistics.median(streamed[name].ttft_ms),
+            streamed[name].after_first_tokens / streamed[name].after_first_s,
+            streamed[name].tokens / streamed[name].seconds,
         )
         for name in alone
     ]
+
+
+@dataclass
+class Streamed:
+    """The streams of one way: time to the first token, and the token rate after it.
+
+    The rate after the first token (vLLM's 1/TPOT) is what a proxy could throttle; the time to
+    the first token holds the proxy's admission, like the latency rows.
+    """
+
+    ttft_ms: list[float] = field(default_factory=list)
+    tokens: int = 0
+    seconds: float = 0.0
+    after_first_tokens: int = 0
+    after_first_s: float = 0.0
+
+    def add(self, client: openai.OpenAI) -> None:
+        begun = time.perf_counter()
+        first = last = 0.0
+        tokens = 0
+        for chunk in client.chat.completions.create(
+            model=MODEL,
+            messages=MESSAGES,
+            max_tokens=64,
+            stream=True,
+            stream_options={"include_usage": True},
+        ):
+            if chunk.choices and chunk.choices[0].delta.content:
+                last = time.perf_counter()
+                first = first or last
+            if chunk.usage:
+                tokens = chunk.usage.completion_tokens
+        self.seconds += time.perf_counter() - begun
+        self.tokens += tokens
+        self.ttft_ms.append((first - begun) * 1000)
+        self.after_first_tokens += tokens - 1  # a piece can hold several tokens, or none
+        self.after_first_s += last - first
 
 
 def _p99(sorted_ms: list[float]) -> float:
@@ -182,7 +240,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--streams", type=int, default=20, help="streams of 64 tokens per way")
+    parser.add_argument(
+        "--shared-cores", action="store_true", help="do not pin the upstream to its own core"
+    )
     args = parser.parse_args()
+    upstream_cpus, proxy_cpus, args.placement = placement(not args.shared_cores)
+    if proxy_cpus is not None:
+        os.sched_setaffinity(0, proxy_cpus)  # the client
     from feilun.models.tiny import save_tiny_model
 
     processes: list[subprocess.Popen[bytes]] = []
@@ -201,8 +265,10 @@ def main() -> None:
             processes.append(
                 start(
                     [FEILUN, "serve", "--port", str(up_port)],
-                    {"FEILUN_WORKSPACE": str(upstream_ws)},
+                    {"FEILUN_WORKSPACE": str(upstream_ws)}
+                    | ({"OMP_NUM_THREADS": "1"} if upstream_cpus else {}),
                     f"http://127.0.0.1:{up_port}/health",
+                    upstream_cpus,
                 )
             )
             ways.append(Way("direct (upstream)", upstream_url, upstream_key))
@@ -225,6 +291,7 @@ def main() -> None:
                     [FEILUN, "serve", "--port", str(gw_port)],
                     {"FEILUN_WORKSPACE": str(gateway_ws), "BENCH_UPSTREAM_KEY": upstream_key},
                     f"http://127.0.0.1:{gw_port}/health",
+                    proxy_cpus,
                 )
             )
             ways.append(Way("feilun gateway", f"http://127.0.0.1:{gw_port}/v1", gateway_key))
@@ -247,6 +314,7 @@ def main() -> None:
                         ],
                         {"LITELLM_LOCAL_MODEL_COST_MAP": "True"},
                         f"http://127.0.0.1:{ll_port}/health/liveliness",
+                        proxy_cpus,
                     )
                 )
                 ways.append(Way("litellm proxy", f"http://127.0.0.1:{ll_port}/v1", "none"))
@@ -262,32 +330,37 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
     direct = rows[0]
     print(
         f"\n{args.requests} non-stream requests (max_tokens=8) one at a time, then at "
-        f"concurrency {args.concurrency}; {args.streams} streams of 64 tokens; ways interleaved"
+        f"concurrency {args.concurrency}; {args.streams} streams of 64 tokens; ways "
+        f"interleaved; {args.placement}"
     )
     print(
         f"{'way':<20}{'p50 ms':>8}{'p99 ms':>8}{'+p50':>7}{'+p99':>7}"
-        f"{'loaded p50':>12}{'+p50':>7}{'req/s':>8}{'stream tok/s':>14}"
+        f"{'loaded p50':>12}{'+p50':>7}{'req/s':>8}{'ttft ms':>9}{'stream tok/s':>14}"
+        f"{'whole stream':>14}"
     )
     for row in rows:
         print(
             f"{row.name:<20}{row.p50_ms:>8.1f}{row.p99_ms:>8.1f}"
             f"{row.p50_ms - direct.p50_ms:>7.1f}{row.p99_ms - direct.p99_ms:>7.1f}"
             f"{row.loaded_p50_ms:>12.1f}{row.loaded_p50_ms - direct.loaded_p50_ms:>7.1f}"
-            f"{row.requests_per_s:>8.1f}{row.stream_tokens_per_s:>14.1f}"
+            f"{row.requests_per_s:>8.1f}{row.ttft_p50_ms:>9.1f}{row.stream_tokens_per_s:>14.1f}"
+            f"{row.whole_stream_tokens_per_s:>14.1f}"
         )
     by_name = {row.name: row for row in rows}
     ours = by_name["feilun gateway"]
     print(
-        "streaming throughput feilun / direct: "
-        f"{ours.stream_tokens_per_s / direct.stream_tokens_per_s:.2f}x"
+        "streaming throughput (tokens after the first) feilun / direct: "
+        f"{ours.stream_tokens_per_s / direct.stream_tokens_per_s:.2f}x; whole streams "
+        f"(with the time to the first token): "
+        f"{ours.whole_stream_tokens_per_s / direct.whole_stream_tokens_per_s:.2f}x"
     )
     if "litellm proxy" not in by_name:
         print(f"litellm proxy: not installed in {LITELLM.parent.parent} (see benchmarks/README.md)")
         return
     peer = by_name["litellm proxy"]
-    for label, field in (("one at a time", "p50_ms"), ("loaded", "loaded_p50_ms")):
-        added_ours = max(getattr(ours, field) - getattr(direct, field), 0.01)
-        added_peer = max(getattr(peer, field) - getattr(direct, field), 0.01)
+    for label, figure in (("one at a time", "p50_ms"), ("loaded", "loaded_p50_ms")):
+        added_ours = max(getattr(ours, figure) - getattr(direct, figure), 0.01)
+        added_peer = max(getattr(peer, figure) - getattr(direct, figure), 0.01)
         print(f"added p50 latency feilun / litellm, {label}: {added_ours / added_peer:.2f}x")
     print(f"requests/s feilun / litellm: {ours.requests_per_s / peer.requests_per_s:.2f}x")
 

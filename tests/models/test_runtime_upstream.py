@@ -223,3 +223,34 @@ def test_async_stream_fails_before_returning_and_closes_unstarted(
             await model.aclose()
 
     asyncio.run(run())
+
+
+def test_sse_bytes_split_anywhere_give_the_same_deltas() -> None:
+    from feilun.models.runtimes.openai_upstream import _SseReader
+
+    events = [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+        {"choices": [{"index": 0, "delta": {"content": "飞轮"}}]},
+        {"choices": [{"index": 0, "delta": {"content": " turns"}, "finish_reason": "length"}]},
+        {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3}},
+    ]
+    wire = (
+        b": comment\r\n\r\n"
+        + b"".join(
+            b"data: " + json.dumps(e, ensure_ascii=False).encode() + b"\r\n\r\n" for e in events
+        )
+        + b"data: [DONE]\n\n"
+        + b"data: {not json after the end}\n\n"
+    )
+    for size in (1, 2, 5, 64, len(wire)):  # 1 and 2 split the multi-byte characters too
+        reader = _SseReader()
+        texts = [
+            d.text
+            for start in range(0, len(wire), size)
+            for d in reader.feed(wire[start : start + size])
+        ]
+        assert texts == ["飞轮", " turns"], size
+        assert reader.is_done
+        last = reader.last()
+        assert last.finish_reason == "length"
+        assert last.usage is not None and last.usage.completion_tokens == 3

@@ -25,13 +25,14 @@ from feilun.serving.openai.chat_completions.protocol import RAG_PREFIX
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-RESOLVE_TTL_S = 1.0  # how long a name keeps resolving to the same model after an alias moves
+RESOLVE_TTL_S = 0.5  # a name follows a moved alias within twice this (see get_or_refresh)
 
 
 def build_gateway(workspace: Workspace) -> Gateway:
     """Wire the registry, the packaged embedder and the SQL ledger into a Gateway."""
     registry = workspace.models
-    # A moved alias (`prod` promoted) or a new version is picked up within a second.
+    # A moved alias (`prod` promoted) or a new version is picked up within a second; a
+    # name in use is re-resolved (and a new model loaded) in the background, off the hot path.
     opened: TtlCache[str, tuple[str, ChatModel]] = TtlCache(ttl_s=RESOLVE_TTL_S)
 
     library = open_library(workspace)
@@ -44,7 +45,7 @@ def build_gateway(workspace: Workspace) -> Gateway:
         return resolved.ref, registry.open(resolved)
 
     def open_model(name: str) -> tuple[str, ChatModel]:
-        return opened.get(name) or opened.put(name, resolve(name))
+        return opened.get_or_refresh(name, lambda: resolve(name))
 
     def model_names() -> list[str]:
         knowledge_bases = [RAG_PREFIX + kb.name for kb in list_kbs(workspace.catalog)]

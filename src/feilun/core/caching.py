@@ -1,14 +1,20 @@
 """`TtlCache`: a small thread-safe map whose entries expire, for hot lookups on every request.
 
 What it holds may be up to `ttl_s` stale (a revoked key, a moved alias, a new price): callers
-choose a ttl they can live with. A ttl of 0 turns caching off.
+choose a ttl they can live with. A ttl of 0 turns caching off. `get_or_refresh` keeps hot
+keys off the slow path: an entry just past its ttl is still served while one background
+thread reloads it, so only a cold key waits for its load.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Generic, TypeVar
+
+logger = logging.getLogger(__name__)
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -22,6 +28,7 @@ class TtlCache(Generic[K, V]):
         self._max_entries = max_entries
         self._lock = threading.Lock()
         self._entries: dict[K, tuple[float, V]] = {}
+        self._refreshing: set[K] = set()
 
     def get(self, key: K) -> V | None:
         """The live value of `key`, or None."""
@@ -30,6 +37,38 @@ class TtlCache(Generic[K, V]):
         if entry is None or entry[0] <= time.monotonic():
             return None
         return entry[1]
+
+    def get_or_refresh(self, key: K, load: Callable[[], V]) -> V:
+        """The value of `key`: live; else stale while a thread reloads it; else loaded now.
+
+        A stale entry is served for at most one more ttl (so a change shows within 2 ttl).
+        When the background load fails, the entry is dropped and the next call loads (and
+        raises) itself.
+        """
+        with self._lock:
+            entry = self._entries.get(key)
+            now = time.monotonic()
+            if entry is not None and entry[0] > now:
+                return entry[1]
+            is_stale = entry is not None and entry[0] + self.ttl_s > now
+            if is_stale and key not in self._refreshing:
+                self._refreshing.add(key)
+                threading.Thread(target=self._refresh, args=(key, load), daemon=True).start()
+        if is_stale:
+            assert entry is not None
+            return entry[1]
+        return self.put(key, load())
+
+    def _refresh(self, key: K, load: Callable[[], V]) -> None:
+        try:
+            self.put(key, load())
+        except Exception:
+            logger.debug("reloading %r failed; the next call loads it", key, exc_info=True)
+            with self._lock:
+                self._entries.pop(key, None)
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
 
     def put(self, key: K, value: V) -> V:
         """Remember `value` for `ttl_s`; return it."""

@@ -43,7 +43,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SqlLedger", "TraceRow", "UsageRow"]
 
-CACHE_TTL_S = 1.0  # how long a revoked key, a changed quota or price may go unnoticed
+# A revoked key, a changed quota or price goes unnoticed for at most twice this: an entry past
+# it is served once more while a thread reloads it (`TtlCache.get_or_refresh`).
+CACHE_TTL_S = 0.5
 _COST_QUANTUM = Decimal(1).scaleb(-COST_TYPE.scale) if COST_TYPE.scale else Decimal(1)
 _DUMMY_HASH = hash_secret("feilun-no-such-key")
 _SCHEME = "Bearer"
@@ -93,7 +95,7 @@ class SqlLedger:
         """The caller of an `Authorization: Bearer <key>` header; AuthenticationFailed if not."""
         token = _bearer_token(authorization)
         digest = hash_secret(token)
-        key = self._keys.get(digest) or self._keys.put(digest, self._lookup(token, digest))
+        key = self._keys.get_or_refresh(digest, lambda: self._lookup(token, digest))
         now = self._clock()
         if key.revoked_at is not None:
             raise AuthenticationFailed(
@@ -288,17 +290,15 @@ class SqlLedger:
 
     # --- caches ---------------------------------------------------------------------------
     def _quota(self, tenant_id: str) -> Quota:
-        return self._quotas.get(tenant_id) or self._quotas.put(
-            tenant_id, self._accounts.get_quota(tenant_id)
-        )
+        return self._quotas.get_or_refresh(tenant_id, lambda: self._accounts.get_quota(tenant_id))
+
+    def _load_price(self, model: str, requested: str) -> tuple[Decimal, Decimal] | None:
+        with self._db.session(is_read_only=True) as session:
+            return _price(session, model, requested)
 
     def _cost(self, outcome: Outcome, requested: str) -> Decimal:
         key = (outcome.model, requested)
-        cached = self._prices.get(key)
-        if cached is None:
-            with self._db.session(is_read_only=True) as session:
-                cached = self._prices.put(key, (_price(session, outcome.model, requested),))
-        (price,) = cached
+        (price,) = self._prices.get_or_refresh(key, lambda: (self._load_price(*key),))
         if price is None:
             return Decimal(0)
         input_per_1k, output_per_1k = price

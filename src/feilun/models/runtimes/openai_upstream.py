@@ -10,6 +10,7 @@ Usage figures are the upstream's own report, which serving records as such.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import unicodedata
@@ -21,6 +22,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+import orjson
 
 from feilun.core.errors import BackendUnavailable, ConfigError, NotFound, QuotaExceeded
 from feilun.core.protocols import Completion, Delta, GenerationParams, Usage
@@ -115,10 +117,8 @@ class UpstreamChatModel:
             if response.is_error:
                 response.read()
                 _raise_for_status(self, response.status_code, response.text, response.headers)
-            for line in response.iter_lines():
-                delta = reader.read(line)
-                if delta is not None:
-                    yield delta
+            for data in response.iter_raw():
+                yield from reader.feed(data)
                 if reader.is_done:
                     break
         yield reader.last()
@@ -156,21 +156,37 @@ class UpstreamChatModel:
 
 
 class _SseReader:
-    """Turns the upstream's SSE lines into Deltas; `last()` carries finish_reason and usage."""
+    """Turns the upstream's SSE bytes into Deltas; `last()` carries finish_reason and usage.
+
+    Bytes are fed as they arrive (an event may be split across reads, or several may come in
+    one); each complete `data:` line is parsed once, with orjson.
+    """
 
     def __init__(self) -> None:
         self.finish: str | None = None
         self.usage = Usage()
         self.is_done = False
+        self._partial = b""
 
-    def read(self, line: str) -> Delta | None:
-        if not line.startswith("data:"):
-            return None  # blank separators, comments, `event:` lines
+    def feed(self, data: bytes) -> list[Delta]:
+        """The Deltas of every line completed by `data`."""
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        deltas = []
+        for line in lines:
+            delta = self._read(line)
+            if delta is not None:
+                deltas.append(delta)
+        return deltas
+
+    def _read(self, line: bytes) -> Delta | None:
+        if not line.startswith(b"data:") or self.is_done:
+            return None  # blank separators, comments, `event:` lines, anything after [DONE]
         data = line[5:].strip()
-        if data == "[DONE]":
+        if data == b"[DONE]":
             self.is_done = True
             return None
-        chunk = json.loads(data)
+        chunk = orjson.loads(data)
         if chunk.get("usage"):
             self.usage = _usage(chunk["usage"])
         text = ""
@@ -191,21 +207,25 @@ class AsyncDeltas:
         self._model = model
         self._response = response
         self._reader = _SseReader()
+        self._ready: collections.deque[Delta] = collections.deque()
         self._is_finished = False
 
     def __aiter__(self) -> AsyncIterator[Delta]:
         return self
 
     async def __anext__(self) -> Delta:
+        if self._ready:
+            return self._ready.popleft()
         if self._is_finished:
             raise StopAsyncIteration
         with _upstream_errors(self._model):
-            async for raw in self._response.content:
-                delta = self._reader.read(raw.decode("utf-8").rstrip("\r\n"))
-                if delta is not None:
-                    return delta
-                if self._reader.is_done:
-                    break
+            while not self._reader.is_done:
+                data = await self._response.content.readany()
+                if not data:
+                    break  # the upstream closed the stream
+                self._ready.extend(self._reader.feed(data))
+                if self._ready:
+                    return self._ready.popleft()
         self._is_finished = True
         await self.aclose()
         return self._reader.last()
@@ -246,7 +266,7 @@ def _upstream_errors(model: UpstreamChatModel) -> Iterator[None]:
         raise BackendUnavailable(
             f"cannot reach {_where(model)}: {e!r}", "check the server is running and the URL"
         ) from e
-    except (ValueError, KeyError, IndexError, TypeError) as e:
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
         raise BackendUnavailable(
             f"{_where(model)} sent an answer that is not OpenAI's format: {e!r}",
             "check the URL points at an OpenAI-compatible /v1 endpoint",
