@@ -1,4 +1,5 @@
-"""Decode speed of the default CPU runtime against plain transformers and llama.cpp.
+"""Decode speed of our CPU runtime (exact fp32, the default, and int8) against plain
+transformers and llama.cpp.
 
     .venv/bin/python benchmarks/decode.py                  # table on stdout, JSON in results/
     .venv/bin/python benchmarks/decode.py --setup-llamacpp # first build llama-cpp-python (~20 min)
@@ -248,9 +249,9 @@ def main() -> None:
     plan = [
         ("transformers generate fp32", (sys.executable, "hf")),
         ("feilun fp32 (quantize=none)", (sys.executable, "ours", "none", "1")),
-        ("feilun default (int8), 1 stream", (sys.executable, "ours", "int8", "1")),
-        ("feilun default (int8), 4 streams", (sys.executable, "ours", "int8", "4")),
-        ("feilun default (int8), 16 streams", (sys.executable, "ours", "int8", "16")),
+        ("feilun int8, 1 stream", (sys.executable, "ours", "int8", "1")),
+        ("feilun int8, 4 streams", (sys.executable, "ours", "int8", "4")),
+        ("feilun int8, 16 streams", (sys.executable, "ours", "int8", "16")),
     ]
     if LLAMACPP_PYTHON.exists():
         plan.append(("llama.cpp Q4_1 (llama-cpp-python)", (LLAMACPP_PYTHON, "llamacpp", folder)))
@@ -287,17 +288,17 @@ def print_table(rows: dict[str, dict[str, float] | str]) -> None:
             f"{label:36} {cell(row, 'prefill_tps', 14, 0)} {cell(row, 'decode_tps', 13, 1)} "
             f"{cell(row, 'aggregate_tps', 10, 1)} {cell(row, 'rss_mb', 12, 0)}"
         )
-    one = rows.get("feilun default (int8), 1 stream")
+    one = rows.get("feilun int8, 1 stream")
     peer = rows.get("llama.cpp Q4_1 (llama-cpp-python)")
     plain = rows.get("transformers generate fp32")
     print()
     if isinstance(peer, dict):
-        for label, row in (("feilun default", one), ("transformers generate", plain)):
+        for label, row in (("feilun int8", one), ("transformers generate", plain)):
             if isinstance(row, dict):
                 ratio = row["decode_tps"] / peer["decode_tps"]
                 print(f"decode ratio {label} / llama.cpp: {ratio:.2f}x")
     for streams in (4, 16):
-        many = rows.get(f"feilun default (int8), {streams} streams")
+        many = rows.get(f"feilun int8, {streams} streams")
         if isinstance(one, dict) and isinstance(many, dict):
             ratio = many["aggregate_tps"] / one["aggregate_tps"]
             print(f"aggregate tokens/s, {streams} streams / 1 stream: {ratio:.2f}x")

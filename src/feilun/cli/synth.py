@@ -15,7 +15,6 @@ from feilun.cli.output import print_json, print_table
 if TYPE_CHECKING:
     from feilun.core.protocols import ChatModel
     from feilun.data.synth import ProgressFn
-    from feilun.models.registry import ModelRegistry
 
 
 class Language(StrEnum):
@@ -77,7 +76,7 @@ def synth_qa(
 
             def open_model() -> ChatModel:
                 describe(f"loading {ref}")
-                chat_model = _open_unquantised(ws.models, ref)
+                chat_model = ws.models.open(ref)
                 describe("passages")
                 return chat_model
 
@@ -102,27 +101,6 @@ def synth_qa(
     )
     if saved.meta["rejected_count"]:
         typer.echo(f"see the rejected candidates with `feilun data show {saved.ref} --rejected`")
-
-
-def _open_unquantised(models: ModelRegistry, ref: str) -> ChatModel:
-    """The model with its exact weights, unless its record sets `quantize` itself.
-
-    int8 is for serving speed; measured on SmolLM2-135M it wrecks passage-long prompts (no pair
-    kept on 10 passages of the industry documents, 3 kept unquantised with the same prompts).
-    """
-    from feilun.core.registry import lookup
-
-    resolved = models.resolve(ref)
-    base = resolved.base
-    options = dict(base.meta.get("runtime_options") or {})
-    # Only the transformers runtime quantises; other runtimes take no such option.
-    if resolved.adapter is not None or base.runtime != "transformers" or "quantize" in options:
-        return models.open(ref)
-    exact = base.model_copy(
-        update={"meta": {**base.meta, "runtime_options": {**options, "quantize": "none"}}}
-    )
-    chat_model: ChatModel = lookup("runtimes", base.runtime)(exact, models.cache_dir)
-    return chat_model
 
 
 @contextmanager

@@ -28,10 +28,13 @@ from feilun.models.quantize import check_quantize_mode
 
 logger = logging.getLogger(__name__)
 
-# int8 dynamic quantization: ~2x the fp32 decode speed on CPU, same greedy answers on SmolLM2
-# (see benchmarks/README.md). quantize="none" keeps exact fp32: activations are quantised
-# per tensor, so int8 greedy answers can differ slightly from fp32 and between batch mates.
-DEFAULT_QUANTIZE = "int8"
+# Exact weights by default. quantize="int8" (dynamic quantization) decodes ~4x faster on the
+# CPU (benchmarks/README.md), but it scales activations per tensor, and outlier activations
+# then wreck answers: measured on SmolLM2-135M, a 1000-token passage question got a relevant
+# answer in fp32 and a looping definition in int8; int8 on the lm_head alone turned "What is
+# the capital of France?" into French gibberish. Opt in per model (runtime_options) where
+# speed matters more than fidelity.
+DEFAULT_QUANTIZE = "none"
 OPTIONS = ("quantize", "threads")
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>")
 
