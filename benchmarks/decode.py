@@ -248,7 +248,9 @@ def main() -> None:
     rows: dict[str, dict[str, float] | str] = {}
     plan = [
         ("transformers generate fp32", (sys.executable, "hf")),
-        ("feilun fp32 (quantize=none)", (sys.executable, "ours", "none", "1")),
+        ("feilun fp32 (default), 1 stream", (sys.executable, "ours", "none", "1")),
+        ("feilun fp32 (default), 4 streams", (sys.executable, "ours", "none", "4")),
+        ("feilun fp32 (default), 16 streams", (sys.executable, "ours", "none", "16")),
         ("feilun int8, 1 stream", (sys.executable, "ours", "int8", "1")),
         ("feilun int8, 4 streams", (sys.executable, "ours", "int8", "4")),
         ("feilun int8, 16 streams", (sys.executable, "ours", "int8", "16")),
@@ -288,20 +290,25 @@ def print_table(rows: dict[str, dict[str, float] | str]) -> None:
             f"{label:36} {cell(row, 'prefill_tps', 14, 0)} {cell(row, 'decode_tps', 13, 1)} "
             f"{cell(row, 'aggregate_tps', 10, 1)} {cell(row, 'rss_mb', 12, 0)}"
         )
-    one = rows.get("feilun int8, 1 stream")
     peer = rows.get("llama.cpp Q4_1 (llama-cpp-python)")
-    plain = rows.get("transformers generate fp32")
     print()
-    if isinstance(peer, dict):
-        for label, row in (("feilun int8", one), ("transformers generate", plain)):
-            if isinstance(row, dict):
-                ratio = row["decode_tps"] / peer["decode_tps"]
-                print(f"decode ratio {label} / llama.cpp: {ratio:.2f}x")
-    for streams in (4, 16):
-        many = rows.get(f"feilun int8, {streams} streams")
-        if isinstance(one, dict) and isinstance(many, dict):
-            ratio = many["aggregate_tps"] / one["aggregate_tps"]
-            print(f"aggregate tokens/s, {streams} streams / 1 stream: {ratio:.2f}x")
+    for label in (
+        "feilun fp32 (default), 1 stream",
+        "feilun int8, 1 stream",
+        "transformers generate fp32",
+    ):
+        row = rows.get(label)
+        if isinstance(row, dict) and isinstance(peer, dict):
+            print(
+                f"decode ratio {label} / llama.cpp: {row['decode_tps'] / peer['decode_tps']:.2f}x"
+            )
+    for kind in ("fp32 (default)", "int8"):
+        one = rows.get(f"feilun {kind}, 1 stream")
+        for streams in (4, 16):
+            many = rows.get(f"feilun {kind}, {streams} streams")
+            if isinstance(one, dict) and isinstance(many, dict):
+                ratio = many["aggregate_tps"] / one["aggregate_tps"]
+                print(f"feilun {kind} aggregate tokens/s, {streams} streams / 1: {ratio:.2f}x")
 
 
 if __name__ == "__main__":
