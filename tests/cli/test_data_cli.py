@@ -107,6 +107,21 @@ def test_clean_show_diff_export(workspace: dict[str, str], tmp_path: Path) -> No
     assert [json.loads(line) for line in jsonl.read_text().splitlines()] == first["rows"]
 
 
+def test_rows_show_the_ids_their_source_gave_them(env: dict[str, str], tmp_path: Path) -> None:
+    prompts = Path("../shared/data/xstest/prompts.jsonl")
+    own_ids = [json.loads(line)["id"] for line in prompts.read_text("utf-8").splitlines()]
+    recipe = tmp_path / "normalize.yaml"
+    recipe.write_text("description: only normalise\noperators:\n  - {op: normalize}\n")
+    invoke(env, "init")
+    invoke(env, "data", "ingest", str(prompts), "--collection", "xs", "--json")
+    invoke(env, "data", "clean", "xs", "--recipe", str(recipe), "--dataset", "xs")
+    shown = json.loads(invoke(env, "data", "show", "xs", "-n", "200", "--json")[0])
+    assert [row["meta"]["source_id"] for row in shown["rows"]] == own_ids
+    assert {row["id"].rsplit("#", 1)[0] for row in shown["rows"]} == {shown["dataset"]["inputs"][0]}
+    stdout, _ = invoke(env, "data", "show", "xs", "-n", "2")
+    assert "source id" in stdout and own_ids[0] in stdout and own_ids[1] in stdout
+
+
 def test_overrides_reach_the_recipe(workspace: dict[str, str]) -> None:
     stdout, _ = invoke(
         workspace,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from feilun.core.errors import ArtifactError, ConfigError, NotFound
-from feilun.core.records import Document
+from feilun.core.records import Dataset, Document, Record
 from feilun.data.datasets import (
     diff_datasets,
     export_dataset,
@@ -26,11 +27,11 @@ from feilun.data.items import Item, Rejection
 from feilun.data.pipeline import OperatorReport
 from feilun.data.recipes import validate_recipe
 from feilun.store.artifacts import ArtifactStore
-from feilun.store.catalog import SqlCatalog
-from feilun.store.database import open_database
+from feilun.store.catalog import IfTaken, SqlCatalog
+from feilun.store.database import Database, open_database
 from feilun.store.migrate import upgrade
 
-ROWS = [
+ROWS: list[dict[str, object]] = [
     {"id": "a", "text": "第一条 为了加强安全管理", "meta": {"source": "a.md", "row": 1}},
     {"id": "b", "text": "Section 2. Definitions", "meta": {"source": "b.md", "row": 2}},
 ]
@@ -195,3 +196,58 @@ def test_export_refuses_an_unknown_format(
     saved = save_dataset(*store, "d", ROWS)
     with pytest.raises(ConfigError, match="'csv' is not supported"):
         export_dataset(store[1], saved, tmp_path / "d.csv", format="csv")  # type: ignore[arg-type]
+
+
+class RacingCatalog(SqlCatalog):
+    """A catalog where every writer has picked its version before any dataset is saved."""
+
+    def __init__(self, db: Database, writers: int) -> None:
+        super().__init__(db)
+        self.barrier = threading.Barrier(writers, timeout=30)
+
+    def save(self, record: Record, *, if_taken: IfTaken | None = None) -> Record:
+        if record.kind == "dataset":
+            self.barrier.wait()  # both writers computed the same next version by now
+        return super().save(record, if_taken=if_taken)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_racing_writers_both_succeed_with_the_next_versions(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'feilun.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    db = open_database(url)
+    try:
+        upgrade(db)
+        catalog = RacingCatalog(db, writers=2)
+        artifacts = ArtifactStore(tmp_path / "artifacts")
+        rows = {writer: [{"id": writer, "text": f"rows of writer {writer}"}] for writer in "ab"}
+        saved: dict[str, Dataset] = {}
+        failed: list[BaseException] = []
+
+        def write(writer: str) -> None:
+            try:
+                saved[writer] = save_dataset(
+                    catalog, artifacts, "d", rows[writer], inputs=[f"doc_{writer}"]
+                )
+            except BaseException as e:  # reported by the asserts below
+                failed.append(e)
+
+        threads = [threading.Thread(target=write, args=(writer,)) for writer in rows]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert failed == []
+        assert sorted(d.version for d in saved.values()) == [1, 2]
+        assert saved["a"].content_hash != saved["b"].content_hash
+        for writer, dataset in saved.items():  # each version holds its own writer's rows
+            stored = resolve_dataset(catalog, dataset.ref)
+            assert stored == dataset
+            assert read_rows(artifacts, stored) == rows[writer]
+            assert catalog.lineage(stored.id) == [f"doc_{writer}"]
+    finally:
+        db.close()

@@ -16,10 +16,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from feilun.core.errors import ConfigError
 from feilun.core.records import Document, Quarantine
-from feilun.data.collections import list_collections, list_documents, list_quarantine
+from feilun.data.collections import (
+    document_source_id,
+    list_collections,
+    list_documents,
+    list_quarantine,
+    original_sha256,
+)
 from feilun.data.ingest import (
     FileOutcome,
     IngestLimits,
@@ -30,11 +37,13 @@ from feilun.data.ingest import (
     ingest,
 )
 from feilun.data.parsing import ParseOptions
+from feilun.data.pipeline import items_from_documents
 from feilun.data.sandbox import Sandbox
 from feilun.store.artifacts import ArtifactStore
 from feilun.store.catalog import SqlCatalog
 from feilun.store.database import open_database
 from feilun.store.migrate import upgrade
+from feilun.store.schema import records
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 DOCUMENTS = SHARED / "documents"
@@ -102,7 +111,8 @@ def test_shared_documents_are_all_ingested_then_skipped(
     for root, prefix in ((DOCUMENTS, "documents"), (INDUSTRY, "docs")):
         for file, entry in _manifest(root).items():
             document = documents[f"regs/{prefix}/{file}"]
-            assert document.source_id == entry["sha256"]  # a peer's hash of the same bytes
+            assert document.sha256 == entry["sha256"]  # a peer's hash of the same bytes
+            assert document.source_id == f"{prefix}/{file}"  # the file's own id: its path
             assert document.collection == "regs" and document.version == 1
             # The manifest calls the lorem-ipsum page English; it is Latin, so `other` is right.
             expected = "other" if "lorem ipsum" in document.text.lower() else entry["lang"]
@@ -155,7 +165,8 @@ def test_a_changed_file_becomes_version_2(
     assert [d.version for d in versions] == [2, 1]
     latest = {d.name: d for d in list_documents(catalog, "c")}["c/notes/rule.md"]
     assert latest.version == 2 and latest.title == "新标题" and "燃气管道" in latest.text
-    assert latest.source_id == hashlib.sha256((folder / "rule.md").read_bytes()).hexdigest()
+    assert latest.sha256 == hashlib.sha256((folder / "rule.md").read_bytes()).hexdigest()
+    assert latest.source_id == "notes/rule.md"
     assert isinstance(versions[1], Document) and "上海市" in versions[1].text  # v1 is kept
 
 
@@ -467,3 +478,57 @@ def test_a_kill_mid_ingest_leaves_only_whole_records(
     report = ingest([folder], "c", catalog=catalog, artifacts=artifacts, sandbox=Sandbox(workers=0))
     assert report.counts == {"ingested": 3, "skipped": 2, "quarantined": 0}
     assert len(list_documents(catalog, "c")) == 5
+
+
+def test_documents_keep_the_ids_their_source_gives_them(
+    catalog: SqlCatalog, artifacts: ArtifactStore, sandbox: Sandbox
+) -> None:
+    corpus = SHARED / "cmrc2018-retrieval" / "corpus.jsonl"
+    cmmlu = SHARED / "cmmlu" / "original" / "dev" / "marketing.csv"
+    report = ingest(
+        [corpus, cmmlu, ZH_MD], "ids", catalog=catalog, artifacts=artifacts, sandbox=sandbox
+    )
+    assert report.counts["ingested"] == 3
+    documents = {d.source_id: d for d in list_documents(catalog, "ids")}
+    assert sorted(documents) == sorted(p.name for p in (corpus, cmmlu, ZH_MD))  # the paths
+    for path in (corpus, cmmlu, ZH_MD):
+        assert documents[path.name].sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    own_ids = [json.loads(line)["_id"] for line in corpus.read_text("utf-8").splitlines()]
+    assert documents["corpus.jsonl"].meta["row_ids"] == own_ids
+    items = items_from_documents(documents.values())
+    by_document: dict[str, list[str]] = {}
+    for item in items:  # Feilun's own id and the source's, side by side
+        by_document.setdefault(item.meta["document_id"], []).append(item.meta["source_id"])
+    assert by_document[documents["corpus.jsonl"].id] == own_ids
+    rows = by_document[documents["marketing.csv"].id]  # no id column: the path and row number
+    assert rows[:2] == ["marketing.csv#1", "marketing.csv#2"] and len(rows) == 5
+    assert by_document[documents[ZH_MD.name].id] == [ZH_MD.name]
+
+
+def test_documents_stored_before_sha256_existed_still_load_and_skip(
+    tmp_path: Path, catalog: SqlCatalog, artifacts: ArtifactStore, sandbox: Sandbox
+) -> None:
+    folder = tmp_path / "old"
+    folder.mkdir()
+    shutil.copy(ZH_MD, folder / "rule.md")
+    ingest([folder], "c", catalog=catalog, artifacts=artifacts, sandbox=sandbox)
+    digest = hashlib.sha256((folder / "rule.md").read_bytes()).hexdigest()
+    # The row as an older Feilun wrote it: no `sha256` field, the digest in `source_id`.
+    with catalog.db.session() as session:
+        row = session.execute(sa.select(records.c.id, records.c.data)).one()
+        legacy = {k: v for k, v in row.data.items() if k != "sha256"} | {"source_id": digest}
+        session.execute(sa.update(records).where(records.c.id == row.id).values(data=legacy))
+    (old,) = list_documents(catalog, "c")
+    assert (old.sha256, old.source_id) == ("", digest)
+    assert original_sha256(old) == digest and document_source_id(old) == "old/rule.md"
+    assert items_from_documents([old])[0].meta["source_id"] == "old/rule.md"
+    again = ingest([folder], "c", catalog=catalog, artifacts=artifacts, sandbox=sandbox)
+    assert again.counts == {"ingested": 0, "skipped": 1, "quarantined": 0}
+    (folder / "rule.md").write_text("# 新标题\n\n第一条 燃气管道应当定期检查。\n", encoding="utf-8")
+    ingest([folder], "c", catalog=catalog, artifacts=artifacts, sandbox=sandbox)
+    (new,) = list_documents(catalog, "c")
+    assert (new.version, new.source_id, document_source_id(new)) == (
+        2,
+        "old/rule.md",
+        "old/rule.md",
+    )

@@ -220,6 +220,43 @@ def test_jsonl_in_gbk_with_malformed_lines() -> None:
     ]
 
 
+def test_jsonl_rows_keep_their_own_ids() -> None:
+    # BEIR corpora name each record `_id`, other exports `id`; an `_id` is preferred.
+    corpus = (SHARED / "cmrc2018-retrieval" / "corpus.jsonl").read_bytes()
+    records = [json.loads(line) for line in corpus.decode().splitlines()]
+    parsed = parse("jsonl", corpus, "corpus.jsonl")
+    assert parsed.row_ids == [r["_id"] for r in records] and len(set(parsed.row_ids)) > 100
+    assert rows_of(parsed) == [r["text"] for r in records]
+    prompts = (SHARED / "xstest" / "prompts.jsonl").read_bytes()
+    ids = [json.loads(line)["id"] for line in prompts.decode().splitlines()]
+    assert parse("jsonl", prompts, "prompts.jsonl").row_ids == ids
+    both = b'{"_id": "a1", "id": 7, "text": "x"}\n{"id": 8, "text": "y"}'
+    assert parse("jsonl", both).row_ids == ["a1", "8"]  # `_id`, else `id`
+
+
+def test_jsonl_ids_stay_aligned_with_the_rows_kept() -> None:
+    found = articles(INDUSTRY / "zh" / "消防法(2021-04-29).md")[:3]
+    records = [
+        {"id": 10, "text": found[0]},
+        {"id": 11, "text": "  "},  # no text: left out, its id too
+        {"text": found[1]},  # no id: ""
+        {"id": "x-12", "text": found[2]},
+    ]
+    data = "\n".join(json.dumps(r, ensure_ascii=False) for r in records).encode()
+    parsed = parse("jsonl", data)
+    assert rows_of(parsed) == found and parsed.row_ids == ["10", "", "x-12"]
+    assert parse("jsonl", data, text_field="id").row_ids == []  # the id is the text: no ids
+    assert parse("jsonl", (DOCUMENTS / "manifest.jsonl").read_bytes()).row_ids == []
+
+
+def test_csv_rows_keep_their_id_column() -> None:
+    table = "id,category,body\n1,billing,charged twice\n2,login,cannot sign in\n3,misc,\n"
+    parsed = parse("csv", table.encode())
+    assert parsed.row_ids == ["1", "2"] and rows_of(parsed) == ["charged twice", "cannot sign in"]
+    cmmlu = (SHARED / "cmmlu" / "original" / "dev" / "marketing.csv").read_bytes()
+    assert parse("csv", cmmlu, text_field="Question").row_ids == []  # no id column
+
+
 def test_jsonl_where_no_line_parses_is_bad_input() -> None:
     with pytest.raises(BadInput, match=r"bad\.jsonl has no line that is a JSON object \(line 1: "):
         parse("jsonl", b"{oops\nnot json either\n", "bad.jsonl")

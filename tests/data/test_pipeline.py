@@ -232,6 +232,7 @@ def test_items_from_documents() -> None:
         name=path.name,
         collection="laws",
         source=str(path),
+        source_id=f"zh/{path.name}",
         media_type="text/markdown",
         language="zh",
         title=path.stem,
@@ -241,6 +242,7 @@ def test_items_from_documents() -> None:
     assert item.id == doc.id and item.text == text
     assert item.meta == {
         "document_id": doc.id,
+        "source_id": f"zh/{path.name}",
         "collection": "laws",
         "source": str(path),
         "title": path.stem,
@@ -262,6 +264,9 @@ def test_a_tabular_document_gives_one_item_per_row() -> None:
     ]
     assert [i.meta["row"] for i in items] == [1, 2, 3]
     assert all(i.meta["document_id"] == doc.id for i in items)
+    assert [i.meta["source_id"] for i in items] == ["", "", ""]  # no path, no ids: none
+    own = doc.model_copy(update={"source_id": "t.csv", "meta": {**doc.meta, "row_ids": ["a", ""]}})
+    assert [i.meta["source_id"] for i in items_from_documents([own])] == ["a", "t.csv#2", "t.csv#3"]
 
 
 def paragraphs(limit_files: int = 3) -> list[Item]:

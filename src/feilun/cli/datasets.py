@@ -160,14 +160,14 @@ def show(
         removals = [
             (str(r.item.id), r.operator, str(r.reason), _preview(r.item.text)) for r in removed
         ]
-        print_table(
-            f"rejected items ({len(removed)} of {total_rejected})",
-            ["id", "operator", "reason", "text"],
-            removals,
-        )
+        columns = ["id", "operator", "reason", "text"]
+        removals, columns = _with_source_ids(removals, columns, [r.item.meta for r in removed])
+        print_table(f"rejected items ({len(removed)} of {total_rejected})", columns, removals)
         return
     table = [(str(row.get("id", "")), _row_preview(row)) for row in sample]
-    print_table(f"rows ({len(sample)} of {found.count})", ["id", "text"], table)
+    metas = [row.get("meta") for row in sample]
+    table, columns = _with_source_ids(table, ["id", "text"], metas)
+    print_table(f"rows ({len(sample)} of {found.count})", columns, table)
     if total_rejected:
         typer.echo(
             f"{total_rejected} items were rejected: `feilun data show {found.ref} --rejected`"
@@ -312,6 +312,17 @@ def _manifest(dataset: Dataset) -> dict[str, Any]:
 
 def _first(ids: list[str], n: int = 3) -> str:
     return f": {', '.join(ids[:n])}{', …' if len(ids) > n else ''}" if ids else ""
+
+
+def _with_source_ids(
+    rows: list[tuple[Any, ...]], columns: list[str], metas: list[Any]
+) -> tuple[list[tuple[Any, ...]], list[str]]:
+    """A "source id" column after "id" (the id the row's source gave it), if any row has one."""
+    ids = [str(m.get("source_id", "")) if isinstance(m, Mapping) else "" for m in metas]
+    if not any(ids):
+        return rows, columns
+    widened = [(row[0], own, *row[1:]) for row, own in zip(rows, ids, strict=True)]
+    return widened, [columns[0], "source id", *columns[1:]]
 
 
 def _row_preview(row: Mapping[str, Any]) -> str:

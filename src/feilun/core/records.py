@@ -78,7 +78,10 @@ class Document(Record):
 
     collection: str = ""
     source: str = ""
-    source_id: str = ""
+    source_id: str = pydantic.Field(
+        "", description="The id its source gives it: a file's path, a JSONL record's `_id`."
+    )
+    sha256: str = pydantic.Field("", description="sha256 of the original file's bytes, if any.")
     media_type: str = ""
     language: str = ""
     title: str = ""

@@ -6,10 +6,12 @@ them `<collection>/<path>`. The filtering happens in SQL, not by loading every r
 
 from __future__ import annotations
 
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from feilun.core.records import Document, Quarantine
-from feilun.store.catalog import SqlCatalog
+
+if TYPE_CHECKING:  # pipelines use the helpers below without loading the store (SQLAlchemy)
+    from feilun.store.catalog import SqlCatalog
 
 
 def list_documents(catalog: SqlCatalog, collection: str) -> list[Document]:
@@ -36,3 +38,21 @@ def list_quarantine(catalog: SqlCatalog, collection: str | None = None) -> list[
         if not documents or documents[0].created_at < record.created_at:
             current.append(cast(Quarantine, record))
     return current
+
+
+def original_sha256(document: Document) -> str:
+    """The sha256 of the file a Document was ingested from ("" if none).
+
+    Documents ingested before `Document.sha256` existed kept it in `source_id`.
+    """
+    if document.sha256:
+        return document.sha256
+    is_legacy = document.meta.get("original") == f"sha256:{document.source_id}"
+    return document.source_id if is_legacy else ""
+
+
+def document_source_id(document: Document) -> str:
+    """The id a Document's source gives it (its path, for a file); legacy ones: from the name."""
+    if document.sha256 or not original_sha256(document):
+        return document.source_id
+    return document.name.removeprefix(f"{document.collection}/")

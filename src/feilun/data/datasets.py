@@ -61,7 +61,11 @@ def save_dataset(
     reports: Sequence[OperatorReport] = (),
     rejected: Sequence[Rejection] = (),
 ) -> Dataset:
-    """Store `rows` (and the rejected set) as the next version of dataset `name`."""
+    """Store `rows` (and the rejected set) as the next version of dataset `name`.
+
+    Versions are never overwritten: when another writer saves the version this one picked
+    first, this one is stored as the version after (the returned record says which).
+    """
     check_dataset_name(name)
     digest, count = _put_jsonl(artifacts, rows, "row")
     rejected_digest, rejected_count = _put_jsonl(
@@ -72,15 +76,9 @@ def save_dataset(
     for report in reports:
         for category, n in report.removed_by_reason.items():
             removed[category] = removed.get(category, 0) + n
-    version = catalog.next_version(KIND, name)
-    if catalog.find(KIND, name, version):  # versions are never overwritten
-        raise ConfigError(
-            f"dataset {name}@{version} was saved by someone else meanwhile",
-            "run the command again; it will take the next version",
-        )
     record = Dataset(
         name=name,
-        version=version,
+        version=catalog.next_version(KIND, name),
         inputs=list(dict.fromkeys(inputs)),
         artifact=digest,
         count=count,
@@ -93,7 +91,8 @@ def save_dataset(
             "rejected_count": rejected_count,
         },
     )
-    catalog.save(record)
+    # A writer that saved this version meanwhile keeps it; this one takes the next free one.
+    record = cast(Dataset, catalog.save(record, if_taken="next"))
     logger.info("saved dataset %s: %d rows, %d rejected", record.ref, count, rejected_count)
     return record
 

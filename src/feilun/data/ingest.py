@@ -24,6 +24,7 @@ from typing import cast
 from feilun.core.errors import BadInput, ConfigError, FeilunError, PluginError
 from feilun.core.records import Document, Quarantine
 from feilun.data.archives import ArchiveLimits, expand_zip
+from feilun.data.collections import original_sha256
 from feilun.data.operators.language import Language
 from feilun.data.parsing import Parsed, ParseOptions
 from feilun.data.sandbox import ParserCrashed, Sandbox, SandboxLimits, format_bytes
@@ -262,7 +263,7 @@ class _Run:
             job.problem = BadInput(f"{rel} is empty (0 bytes)", "copy or export it again")
         elif len(data) > self.limits.max_file_bytes:
             job.problem = _too_big(rel, len(data), self.limits.max_file_bytes)
-        elif previous and previous.source_id == job.sha256 and not self._is_quarantined(name):
+        elif previous and original_sha256(previous) == job.sha256 and self._is_current(name):
             job.is_unchanged = True
         else:
             try:
@@ -307,7 +308,8 @@ class _Run:
             version=previous.version + 1 if previous else 1,
             collection=self.collection,
             source=job.source,
-            source_id=job.sha256,
+            source_id=job.rel,  # the file's path as ingested: its own id
+            sha256=job.sha256,
             media_type=parsed.media_type,
             language=detect_language(parsed.text),
             title=parsed.title,
@@ -320,6 +322,7 @@ class _Run:
                 "size_bytes": len(job.data),
                 "page_starts": parsed.page_starts,
                 "row_starts": parsed.row_starts,
+                "row_ids": parsed.row_ids,
                 "encoding": parsed.encoding,
             },
         )
@@ -352,10 +355,10 @@ class _Run:
     def _done(self, job: _Job, status: str, why: str = "", fix: str = "", ref: str = "") -> None:
         self.outcomes.append(FileOutcome(job.rel, job.source, status, job.file_type, why, fix, ref))
 
-    def _is_quarantined(self, name: str) -> bool:
-        """Whether the latest word on `name` is a quarantine, newer than its Document."""
+    def _is_current(self, name: str) -> bool:
+        """Whether the latest word on `name` is its Document, not a newer quarantine."""
         record, document = self.quarantined.get(name), self.documents.get(name)
-        return record is not None and (document is None or record.created_at > document.created_at)
+        return record is None or (document is not None and record.created_at <= document.created_at)
 
     def _name(self, job: _Job) -> str:
         return f"{self.collection}/{job.rel}"

@@ -33,6 +33,7 @@ class Parsed:
     pages: int = 0  # 0 for formats without pages
     page_starts: list[int] = field(default_factory=list)  # char offset where page i+1 begins
     row_starts: list[int] = field(default_factory=list)  # tabular files: where row i+1 begins
+    row_ids: list[str] = field(default_factory=list)  # each row's own `_id`/`id`, if it has one
     warnings: list[str] = field(default_factory=list)  # kept, shown, never fatal
     encoding: str = ""  # the text encoding detected, for formats stored as text
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from feilun.core.errors import ConfigError, PluginError
 from feilun.core.records import Document
 from feilun.core.registry import lookup
+from feilun.data.collections import document_source_id
 from feilun.data.items import Item, Rejection
 from feilun.data.recipes import Recipe, Step
 
@@ -91,12 +92,15 @@ def items_from_documents(documents: Iterable[Document]) -> list[Item]:
     """One Item per Document (id = document id); one per row of a tabular Document.
 
     A tabular Document has `meta["row_starts"]`: the offset of each row in its text. Row n
-    (from 1) becomes the item `<document id>#<n>`.
+    (from 1) becomes the item `<document id>#<n>`. `meta["source_id"]` is the id the source
+    gives the item: the Document's path, or a row's own `_id`/`id` (else `<path>#<n>`).
     """
     items: list[Item] = []
     for doc in documents:
+        source_id = document_source_id(doc)
         meta = {
             "document_id": doc.id,
+            "source_id": source_id,
             "collection": doc.collection,
             "source": doc.source,
             "title": doc.title,
@@ -108,9 +112,13 @@ def items_from_documents(documents: Iterable[Document]) -> list[Item]:
             items.append(Item(id=doc.id, text=doc.text, meta=meta))
             continue
         ends = [*starts[1:], len(doc.text)]
+        row_ids = doc.meta.get("row_ids") or []
         for row, (start, end) in enumerate(zip(starts, ends, strict=True), 1):
             text = doc.text[start:end].rstrip("\r\n")
-            items.append(Item(id=f"{doc.id}#{row}", text=text, meta={**meta, "row": row}))
+            own = row_ids[row - 1] if row <= len(row_ids) else ""
+            fallback = f"{source_id}#{row}" if source_id else ""
+            row_meta = {**meta, "row": row, "source_id": own or fallback}
+            items.append(Item(id=f"{doc.id}#{row}", text=text, meta=row_meta))
     return items
 
 

@@ -23,7 +23,7 @@ import pydantic
 from feilun.core.errors import InputTooLong, NotFound
 from feilun.core.protocols import ChatModel, GenerationParams
 from feilun.core.records import Dataset, Document, Message
-from feilun.data.collections import list_documents
+from feilun.data.collections import document_source_id, list_documents
 from feilun.data.datasets import check_dataset_name, save_dataset
 from feilun.data.items import Item, Rejection
 from feilun.data.passages import (
@@ -325,6 +325,7 @@ def _source(passage: Passage) -> dict[str, Any]:
     document = passage.document
     return {
         "document_id": document.id,
+        "source_id": document_source_id(document),
         "source": document.source or document.name,
         "title": document.title,
         "span": [passage.start, passage.end],

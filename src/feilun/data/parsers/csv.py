@@ -3,8 +3,9 @@
 The first row is the header. `ParseOptions.text_field` names the column; without it a column
 called text/content/body/… is used, else the one with the most prose (distinct values with
 spaces or non-ASCII letters: not ids, paths, hashes or repeated categories). The rows'
-texts are joined by a blank line and `Parsed.row_starts` says where each begins. The helpers for
-choosing the field and joining rows serve the jsonl parser too.
+texts are joined by a blank line and `Parsed.row_starts` says where each begins; a row's own id
+(an `_id` or `id` column) is kept in `Parsed.row_ids`. The helpers for choosing the field and
+joining rows serve the jsonl parser too.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ TEXT_FIELDS = (
     "文本",
     "描述",
 )
+# Fields holding a record's own id, in order of preference (BEIR corpora use `_id`).
+ID_FIELDS = ("_id", "id")
 _MAX_FIELD_CHARS = 1 << 30  # csv's default (128 KiB) refuses long documents in one cell
 _SNIFF_CHARS = 64 * 1024
 _DELIMITERS = ",\t;|"
@@ -64,11 +67,12 @@ class CsvParser:
             warnings.append(f"{ragged} rows have a different number of cells than the header")
         records = [dict(zip(header, row, strict=False)) for row in body]
         field = choose_text_field(header, records, options.text_field, name, "column")
-        joined, row_starts = join_rows(records, field, name, warnings)
+        joined, row_starts, row_ids = join_rows(records, field, name, warnings)
         return Parsed(
             text=joined,
             media_type="text/csv",
             row_starts=row_starts,
+            row_ids=row_ids,
             warnings=warnings,
             encoding=encoding,
         )
@@ -117,10 +121,14 @@ def choose_text_field(
 
 def join_rows(
     records: Sequence[Mapping[str, Any]], field: str, name: str, warnings: list[str]
-) -> tuple[str, list[int]]:
-    """Each record's `field` joined by a blank line, and the offset where each one starts."""
+) -> tuple[str, list[int], list[str]]:
+    """Each record's `field` joined by a blank line, where each starts, and each one's own id.
+
+    A record's id is its `_id`, else its `id` ("" if it has neither); there are no ids at all
+    when no record has one. Records with no text are left out of all three.
+    """
     texts = [_as_text(r.get(field)) for r in records]
-    kept = [t for t in texts if t.strip()]
+    kept = [n for n, text in enumerate(texts) if text.strip()]
     if not kept:
         raise BadInput(
             f"{name} has no text in its {field!r} field in any row",
@@ -129,10 +137,19 @@ def join_rows(
     if len(kept) < len(texts):
         warnings.append(f"{len(texts) - len(kept)} rows with an empty {field!r} were left out")
     row_starts, at = [], 0
-    for text in kept:
+    for n in kept:
         row_starts.append(at)
-        at += len(text) + len(ROW_SEPARATOR)
-    return ROW_SEPARATOR.join(kept), row_starts
+        at += len(texts[n]) + len(ROW_SEPARATOR)
+    row_ids = [_own_id(records[n], field) for n in kept]
+    return ROW_SEPARATOR.join(texts[n] for n in kept), row_starts, row_ids if any(row_ids) else []
+
+
+def _own_id(record: Mapping[str, Any], text_field: str) -> str:
+    for key in ID_FIELDS:
+        value = record.get(key)
+        if key != text_field and value is not None and value != "":
+            return _as_text(value)
+    return ""
 
 
 def _as_text(value: Any) -> str:

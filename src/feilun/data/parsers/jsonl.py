@@ -1,8 +1,9 @@
 """JSON Lines files (and .json files holding one array of records): one text per record.
 
 `ParseOptions.text_field` names the field; without it a field called text/content/body/… is
-used, else the one with the most prose (see the csv parser). A line that is not JSON is a warning
-with its line number; a file where no line is a record is BadInput.
+used, else the one with the most prose (see the csv parser); a record's `_id` or `id` is kept
+in `Parsed.row_ids`. A line that is not JSON is a warning with its line number; a file where no
+line is a record is BadInput.
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ class JsonlParser:
             warnings.append(f"… and {len(problems) - MAX_LINE_WARNINGS} more unreadable lines")
         fields = list(dict.fromkeys(key for record in records for key in record))
         field = choose_text_field(fields, records, options.text_field, name, "field")
-        joined, row_starts = join_rows(records, field, name, warnings)
+        joined, row_starts, row_ids = join_rows(records, field, name, warnings)
         return Parsed(
             text=joined,
             media_type="application/jsonl",
             row_starts=row_starts,
+            row_ids=row_ids,
             warnings=warnings,
             encoding=encoding,
         )
