@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -222,6 +223,23 @@ def dense_speed(vectors: np.ndarray, queries: np.ndarray, rounds: int) -> dict[s
     return {"feilun": len(queries) / min(totals[ours]), "numpy": len(queries) / min(totals[bare])}
 
 
+def query_embedding(embedder: Any, queries: list[str], bulk_ms: float) -> dict[str, float]:
+    """Wall ms of embedding a query alone (p50, as a search does) vs per query in bulk.
+
+    Wall time: a single query's cost on a shared machine is mostly waiting for torch's
+    intra-op threads (two OpenMP threads on two busy cores wait on each other every layer).
+    """
+    from feilun.knowledge.dense import embed_query
+
+    embed_query(embedder, queries[0])
+    alone = []
+    for query in queries:
+        started = time.perf_counter()
+        embed_query(embedder, query)
+        alone.append(time.perf_counter() - started)
+    return {"query_embedding_p50_ms": statistics.median(alone) * 1000, "bulk_ms": bulk_ms}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scifact", type=Path, default=DATA / "scifact")
@@ -253,8 +271,11 @@ def main() -> None:
     if index.dense is not None and embedder is not None:
         from feilun.knowledge.dense import embed_texts
 
+        started = time.perf_counter()
         query_vectors = embed_texts(embedder, list(queries.values()))
+        bulk_ms = (time.perf_counter() - started) / len(queries) * 1000
         dense = dense_speed(index.dense.vectors, query_vectors, args.rounds)
+        dense |= query_embedding(embedder, list(queries.values())[:20], bulk_ms)
     report(scifact, cmrc, reference, speed, dense, len(texts), len(queries))
     print("\nIndustry QA: evidence in the top-5 chunks")
     print("  ".join(f"{mode} {share:.3f}" for mode, share in evidence.items()))
@@ -303,6 +324,10 @@ def report(
         print("\nDense top-10 search, same vectors (query embedding excluded)")
         print(f"feilun {dense['feilun']:.0f} queries/s, numpy {dense['numpy']:.0f} queries/s")
         print(f"ratio ×{ratio:.2f}")
+        print(
+            f"query embedding, wall: alone p50 {dense['query_embedding_p50_ms']:.1f} ms, "
+            f"in bulk {dense['bulk_ms']:.1f} ms per query"
+        )
 
 
 def _cpus() -> int:

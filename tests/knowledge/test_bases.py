@@ -9,7 +9,13 @@ import pytest
 
 from feilun.core.errors import ConfigError, NotFound
 from feilun.core.records import Document
-from feilun.knowledge.bases import add_documents, add_terms, create_kb, remove_documents
+from feilun.knowledge.bases import (
+    add_documents,
+    add_terms,
+    create_kb,
+    delete_kb,
+    remove_documents,
+)
 from feilun.knowledge.library import Library, kb_versions, list_kbs, resolve_kb
 from feilun.knowledge.retrieval import retrieve
 from feilun.knowledge.sources import read_source
@@ -173,3 +179,19 @@ def test_concurrent_updates_and_queries_never_see_a_torn_index(library: Library)
     # Two writers, 4 changes each, none lost: the lock serialised them.
     assert resolve_kb(library.catalog, "laws").version == 9
     assert OSHA.name in {e.document.split("/")[-1] for e in library.load("laws").manifest.documents}
+
+
+def test_delete_removes_every_version_and_frees_the_name(library: Library) -> None:
+    create_kb(library, "gone", "laws", embedder="none")
+    add_terms(library, "gone", ["燃气经营者"])
+    assert retrieve(library, "gone", "燃气", 1, "bm25")  # loaded: in the Library's cache
+    with pytest.raises(ConfigError, match="names one version.*`feilun kb delete gone`"):
+        delete_kb(library, "gone@1")
+    assert [r.ref for r in delete_kb(library, "gone")] == ["gone@2", "gone@1"]
+    assert kb_versions(library.catalog, "gone") == [] and not library._loaded
+    with pytest.raises(NotFound, match="no knowledge base named 'gone'"):
+        retrieve(library, "gone", "燃气", 1, "bm25")
+    create_kb(library, "kept", "laws", embedder="none")
+    with pytest.raises(NotFound, match="no knowledge base named 'gone'; knowledge bases: kept"):
+        delete_kb(library, "gone")
+    assert create_kb(library, "gone", "laws", embedder="none").record.ref == "gone@1"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from feilun.cli import kb as kb_cli
 from feilun.cli.main import app
 from feilun.core.errors import BadInput, ConfigError, NotFound
 
@@ -38,7 +39,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def test_help_of_every_command() -> None:
-    for command in ("create", "add", "remove", "list", "show", "query", "eval", "terms"):
+    for command in ("create", "add", "remove", "list", "show", "query", "eval", "terms", "delete"):
         result = CliRunner().invoke(app, ["kb", command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.stdout
 
@@ -108,6 +109,55 @@ def test_bad_input(env: dict[str, str]) -> None:
     assert "k=500 is more than 100" in stderr and len(json.loads(stdout)["hits"]) == 63  # all
     with pytest.raises(ConfigError, match="no dense index"):
         invoke(env, "kb", "query", "small", "燃气", "-m", "dense")
+
+
+def test_hybrid_query_of_a_bm25_only_kb_warns_and_uses_bm25(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    invoke(env, "kb", "create", "plain", "--from", "laws", "--embedder", "none")
+    question = "临时停气要提前多久通知用户？"
+    stdout, stderr = invoke(env, "kb", "query", "plain", question, "--json")  # hybrid: default
+    assert "warning: knowledge base plain@1 has no dense index" in stderr
+    hybrid = json.loads(stdout)
+    bm25, quiet = invoke(env, "kb", "query", "plain", question, "-m", "bm25", "--json")
+    assert hybrid["mode"] == "bm25" and hybrid["hits"] == json.loads(bm25)["hits"]
+    assert "warning" not in quiet
+    stdout, _ = invoke(env, "kb", "query", "plain", question)
+    assert "plain: bm25" in stdout and "第二十条" in stdout
+    queries, qrels = tmp_path / "q.jsonl", tmp_path / "qrels.tsv"
+    queries.write_text(json.dumps({"_id": "q1", "text": question}, ensure_ascii=False))
+    qrels.write_text(f"query-id\tcorpus-id\tscore\nq1\tlaws/{GAS.name}\t1\n", encoding="utf-8")
+    stdout, stderr = invoke(
+        env, "kb", "eval", "plain", "--queries", str(queries), "--qrels", str(qrels), "--json"
+    )
+    assert "has no dense index" in stderr and json.loads(stdout)["mode"] == "bm25"
+
+
+def test_delete_asks_refuses_without_a_terminal_and_lists_unknown_names(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    invoke(env, "kb", "create", "doomed", "--from", "extra", "--embedder", "none")
+    invoke(env, "kb", "terms", "add", "doomed", "控烟")  # doomed@2
+    with pytest.raises(ConfigError, match=r"refusing to delete .*'doomed' \(2 versions\).*--yes"):
+        invoke(env, "kb", "delete", "doomed")
+    with pytest.raises(NotFound, match="no knowledge base named 'nope'; knowledge bases: .*doomed"):
+        invoke(env, "kb", "delete", "nope", "--yes")
+    with pytest.raises(ConfigError, match="'doomed@1' names one version"):
+        invoke(env, "kb", "delete", "doomed@1")
+    monkeypatch.setattr(kb_cli, "_is_interactive", lambda: True)
+    declined = CliRunner().invoke(app, ["kb", "delete", "doomed"], env=env, input="n\n")
+    assert declined.exit_code == 1 and "Aborted" in declined.output
+    assert json.loads(invoke(env, "kb", "show", "doomed", "--json")[0])["ref"] == "doomed@2"
+    accepted = CliRunner().invoke(app, ["kb", "delete", "doomed"], env=env, input="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    assert "deleted knowledge base doomed: 2 versions" in accepted.stdout
+    assert "doomed" not in invoke(env, "kb", "list")[0]
+    with pytest.raises(NotFound, match="no knowledge base named 'doomed'"):
+        invoke(env, "kb", "query", "doomed", "控烟")
+    stdout, _ = invoke(env, "kb", "create", "doomed", "--from", "extra", "--embedder", "none")
+    assert "doomed@1" in stdout  # the name is free again
+    stdout, _ = invoke(env, "kb", "delete", "doomed", "--yes", "--json")
+    assert json.loads(stdout) == {"deleted": "doomed", "versions": ["doomed@1"]}
 
 
 def test_eval_with_queries_and_beir(env: dict[str, str], tmp_path: Path) -> None:

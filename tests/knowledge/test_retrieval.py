@@ -10,7 +10,7 @@ from feilun.core.errors import BadInput, ConfigError
 from feilun.core.protocols import Retriever
 from feilun.knowledge.bases import create_kb
 from feilun.knowledge.library import Library
-from feilun.knowledge.retrieval import MAX_K, KbRetriever, cap_k, retrieve
+from feilun.knowledge.retrieval import MAX_K, KbRetriever, cap_k, effective_mode, retrieve
 
 from .conftest import FakeEmbedder
 
@@ -56,3 +56,22 @@ def test_kb_retriever_is_a_retriever(laws: Library) -> None:
     assert isinstance(retriever, Retriever)
     hits = retriever.retrieve("occupational safety standards", 2)
     assert len(hits) == 2 and all(h.lang == "en" for h in hits)
+
+
+def test_hybrid_on_a_bm25_only_kb_falls_back_with_a_warning(
+    library: Library, caplog: pytest.LogCaptureFixture
+) -> None:
+    create_kb(library, "plain", "laws", embedder="none")
+    question = "燃气经营者停业歇业需要提前多少个工作日报告"
+    with caplog.at_level(logging.WARNING):
+        hybrid = retrieve(library, "plain", question, k=3)  # hybrid is the default
+        again = retrieve(library, "plain", question, k=3, mode="hybrid")
+    assert hybrid == again == retrieve(library, "plain", question, k=3, mode="bm25")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # once per version, not per query
+    assert "plain@1 has no dense index" in warnings[0] and "BM25 alone" in warnings[0]
+    loaded = library.load("plain")
+    assert effective_mode(loaded, "bm25") == ("bm25", None)
+    assert effective_mode(loaded, "hybrid")[0] == "bm25"
+    with pytest.raises(ConfigError, match="no dense index.*use --mode bm25"):
+        retrieve(library, "plain", question, mode="dense")

@@ -93,11 +93,13 @@ def test_reranker_hook_reorders_the_candidates(index: ChunkIndex) -> None:
     )
 
 
-def test_bm25_only_index_refuses_dense() -> None:
+def test_bm25_only_index_answers_hybrid_with_bm25_and_refuses_dense() -> None:
     built, _, _ = index_documents([document(SMOKING)], ChunkSettings(), Analyzer())
-    assert search(built, "吸烟", 2, "bm25")
+    bm25 = search(built, "吸烟", 3, "bm25")
+    assert len(bm25) == 3
+    assert search(built, "吸烟", 3, "hybrid") == bm25  # BM25 scores, not RRF ones
     with pytest.raises(ConfigError, match="no dense index"):
-        search(built, "吸烟", 2, "hybrid", embedder=FakeEmbedder())
+        search(built, "吸烟", 2, "dense", embedder=FakeEmbedder())
 
 
 def test_hybrid_uses_bm25_alone_where_the_embedder_has_no_language() -> None:

@@ -115,3 +115,25 @@ def test_bad_folder_and_pooling_are_artifact_errors(tmp_path: Path, embedder: An
         load_embedder(tmp_path)
     with pytest.raises(ArtifactError, match="not supported"):
         SentenceEmbedder(embedder._model, embedder._tokenizer, name="x", pooling="weighted")
+
+
+def test_a_query_runs_on_one_thread_and_bulk_keeps_the_default(
+    embedder: SentenceEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+    forward = embedder._model.forward
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        seen.append(torch.get_num_threads())
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(embedder._model, "forward", recording)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        embedder.embed(["how often are ladders inspected?"])
+        embedder.embed(SENTENCES * 2)  # ten texts: a bulk batch
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 2] and after == 2

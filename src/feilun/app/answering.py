@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from feilun.app.workspace import Workspace
-from feilun.knowledge.library import Library, lock_dir_of, resolve_kb
+from feilun.knowledge.library import Library, lock_dir_of, open_vector_store, resolve_kb
 from feilun.knowledge.rag import RagChatModel, RagSettings
 from feilun.models.packaged import SMOLLM2
 
@@ -12,7 +12,12 @@ DEFAULT_MODEL = SMOLLM2.name  # what a knowledge base answers with unless a mode
 
 def open_library(workspace: Workspace) -> Library:
     """The workspace's knowledge bases (one Library per process: it caches loaded indexes)."""
-    return Library(workspace.catalog, workspace.artifacts, lock_dir=lock_dir_of(workspace.path))
+    return Library(
+        workspace.catalog,
+        workspace.artifacts,
+        lock_dir=lock_dir_of(workspace.path),
+        vector_store=open_vector_store(workspace.settings.vector_store_url),
+    )
 
 
 def open_rag_model(

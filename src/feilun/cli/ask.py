@@ -27,23 +27,27 @@ def ask(
     json: options.Json = False,
 ) -> None:
     """Answer from a knowledge base's passages, citing them; "I don't know" when none fits."""
-    from feilun.app.answering import open_library, open_rag_model
+    from feilun.app.answering import open_rag_model
     from feilun.app.workspace import opened
     from feilun.core.protocols import GenerationParams
     from feilun.core.records import Message
+    from feilun.knowledge.library import Library, lock_dir_of, open_vector_store
     from feilun.knowledge.rag import RagSettings
-    from feilun.knowledge.retrieval import check_mode
+    from feilun.knowledge.retrieval import effective_mode
 
     messages = [Message(role="user", content=question)]
     with opened(workspace) as ws:
+        library = Library(
+            ws.catalog,
+            ws.artifacts,
+            lock_dir=lock_dir_of(ws.path),
+            vector_store=open_vector_store(ws.settings.vector_store_url),
+        )
+        used, fallback = effective_mode(library.load(kb), mode)
+        if fallback:
+            typer.secho(f"warning: {fallback}", fg=typer.colors.YELLOW, err=True)
         with spinner(f"loading {model or 'the default model'}…"):
-            ref, rag = open_rag_model(
-                ws,
-                open_library(ws),
-                kb,
-                model,
-                RagSettings(k=k, mode=check_mode(mode)),
-            )
+            ref, rag = open_rag_model(ws, library, kb, model, RagSettings(k=k, mode=used))
         started = time.perf_counter()
         plan = rag.plan(messages)
         retrieval_s = time.perf_counter() - started

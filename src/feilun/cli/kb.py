@@ -1,10 +1,11 @@
-"""`feilun kb …`: knowledge bases — create, add, remove, list, show, query, terms, eval.
+"""`feilun kb …`: knowledge bases — create, add, remove, list, show, query, terms, eval, delete.
 
 Each command opens the workspace, calls one function of `feilun.knowledge` and prints.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -191,16 +192,19 @@ def query(
     json: options.Json = False,
 ) -> None:
     """Find the chunks that best answer a question."""
-    from feilun.knowledge.retrieval import cap_k, check_query, retrieve
+    from feilun.knowledge.retrieval import cap_k, check_query, effective_mode, retrieve
 
     check_query(text)
     k, warning = cap_k(k)
-    if warning:
-        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
-    with _library(workspace) as library, spinner(f"searching {name}"):  # loads an embedder
-        hits = retrieve(library, name, text, k, mode.value, _filters(filters or []))
+    _warn(warning)
+    with _library(workspace) as library:
+        loaded = library.load(name)
+        used, fallback = effective_mode(loaded, mode.value)
+        _warn(fallback)
+        with spinner(f"searching {name}"):  # loads an embedder
+            hits = retrieve(library, loaded.record.ref, text, k, used, _filters(filters or []))
     if json:
-        print_json({"kb": name, "mode": mode.value, "hits": [h.model_dump() for h in hits]})
+        print_json({"kb": name, "mode": used, "hits": [h.model_dump() for h in hits]})
         return
     rows = [
         (
@@ -213,9 +217,44 @@ def query(
         )
         for n, h in enumerate(hits, 1)
     ]
-    print_table(
-        f"{name}: {mode.value}", ["#", "score", "document", "page", "section", "text"], rows
+    print_table(f"{name}: {used}", ["#", "score", "document", "page", "section", "text"], rows)
+
+
+def delete(
+    name: Annotated[str, typer.Argument(help="Knowledge base to delete (every version).")],
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Delete without asking (needed in scripts).")
+    ] = False,
+    workspace: options.Workspace = None,
+    json: options.Json = False,
+) -> None:
+    """Delete a knowledge base: every version leaves the catalog (artifacts stay in the store)."""
+    from feilun.knowledge.bases import delete_kb, versions_to_delete
+
+    with _library(workspace) as library:
+        count = len(versions_to_delete(library, name))  # an unknown name lists the KBs
+        if not yes:
+            if not _is_interactive():
+                raise ConfigError(
+                    f"refusing to delete knowledge base {name!r} ({count} versions) without "
+                    "confirmation in a non-interactive shell",
+                    f"pass --yes: `feilun kb delete {name} --yes`",
+                )
+            typer.confirm(
+                f"Delete knowledge base {name!r} and all {count} of its versions?", abort=True
+            )
+        deleted = delete_kb(library, name)
+    if json:
+        print_json({"deleted": name, "versions": [r.ref for r in deleted]})
+        return
+    typer.echo(
+        f"deleted knowledge base {name}: {len(deleted)} versions "
+        "(their artifacts stay in the content-addressed store)"
     )
+
+
+def _is_interactive() -> bool:
+    return sys.stdin.isatty()
 
 
 def terms_add(
@@ -272,6 +311,7 @@ def evaluate(
     """Print nDCG@10, MRR@10, recall@10 and recall@100 of a KB or a BEIR folder."""
     from feilun.knowledge.embedders import embedder_for
     from feilun.knowledge.evaluation import evaluate_beir, evaluate_kb
+    from feilun.knowledge.retrieval import effective_mode
 
     if (beir is None) == (name is None):
         raise ConfigError(
@@ -292,8 +332,11 @@ def evaluate(
             if queries is None or qrels is None:
                 raise ConfigError("--queries and --qrels are needed", "pass both files")
             with _library(workspace) as library:
+                loaded = library.load(str(name))
+                used, fallback = effective_mode(loaded, mode.value)
+                _warn(fallback)
                 result = evaluate_kb(
-                    library, str(name), queries, qrels, mode.value, progress=progress
+                    library, loaded.record.ref, queries, qrels, used, progress=progress
                 )
     _print_eval(result, json)
 
@@ -305,6 +348,7 @@ app.command("list")(list_kbs)
 app.command("show")(show)
 app.command("query")(query)
 app.command("eval")(evaluate)
+app.command("delete")(delete)
 terms_app.command("add")(terms_add)
 terms_app.command("list")(terms_list)
 
@@ -312,10 +356,15 @@ terms_app.command("list")(terms_list)
 @contextmanager
 def _library(path: Path | None) -> Iterator[Library]:
     from feilun.app.workspace import opened
-    from feilun.knowledge.library import Library, lock_dir_of
+    from feilun.knowledge.library import Library, lock_dir_of, open_vector_store
 
     with opened(path) as ws:
-        yield Library(ws.catalog, ws.artifacts, lock_dir=lock_dir_of(ws.path))
+        yield Library(
+            ws.catalog,
+            ws.artifacts,
+            lock_dir=lock_dir_of(ws.path),
+            vector_store=open_vector_store(ws.settings.vector_store_url),
+        )
 
 
 def _chunking(chunk_tokens: int, overlap: int) -> Any:
@@ -392,6 +441,11 @@ def _progress(is_shown: bool) -> Iterator[Progress | None]:
             bars.update(tasks[stage], completed=done, total=total)
 
         yield update
+
+
+def _warn(warning: str | None) -> None:
+    if warning:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
 
 
 def _preview(text: str, chars: int = PREVIEW_CHARS) -> str:

@@ -48,6 +48,11 @@ class Settings(pydantic.BaseModel):
         1 << 20, ge=1024, description="Largest HTTP request body the gateway accepts."
     )
     redis_url: str = pydantic.Field("", description="Redis for rate limits; empty: in-process.")
+    vector_store_url: str = pydantic.Field(
+        "",
+        description="PostgreSQL with pgvector holding knowledge base vectors; empty: the "
+        "embedded index in the workspace.",
+    )
     model_cache: str = pydantic.Field(
         "", description="Folder for converted model weights; empty means cache/ in the workspace."
     )

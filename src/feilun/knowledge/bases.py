@@ -1,4 +1,4 @@
-"""Knowledge bases: create from a collection or dataset, add, remove, domain terms.
+"""Knowledge bases: create from a collection or dataset, add, remove, domain terms, delete.
 
 Every change makes the next version from the latest one, under the KB's writer lock: kept
 chunks keep their vectors (only new chunks are embedded), BM25 is rebuilt over all chunks
@@ -21,7 +21,7 @@ from feilun.knowledge.analyzers import Analyzer
 from feilun.knowledge.chunking import ChunkSettings, chunk_document
 from feilun.knowledge.dense import DenseIndex, dense_to_bytes
 from feilun.knowledge.embedders import DEFAULT_EMBEDDER, NO_EMBEDDER
-from feilun.knowledge.lexical import lexical_to_bytes
+from feilun.knowledge.lexical import chunk_terms_to_bytes, lexical_to_bytes
 from feilun.knowledge.library import (
     KIND,
     DocumentEntry,
@@ -31,7 +31,9 @@ from feilun.knowledge.library import (
     Skipped,
     check_kb_name,
     kb_versions,
+    resolve_kb,
     rows_to_bytes,
+    vector_table,
 )
 from feilun.knowledge.search import ChunkIndex, build_chunk_index
 from feilun.knowledge.sources import find_documents, read_source
@@ -161,6 +163,36 @@ def add_terms(
         return _publish(library, name, base, plan, progress)
 
 
+def delete_kb(library: Library, name: str) -> list[Index]:
+    """Delete every version of KB `name` from the catalog; return the versions deleted.
+
+    Their artifacts stay in the content-addressed store (another version or KB may share
+    them); their tables in the vector store are dropped. NotFound lists the KBs that exist.
+    """
+    with library.writing(name):
+        versions = versions_to_delete(library, name)
+        library.catalog.remove(KIND, name)
+        library.forget(versions)
+        if library.vector_store is not None:
+            for record in versions:
+                library.vector_store.drop(vector_table(record))
+    logger.info("knowledge base %s deleted (%d versions)", name, len(versions))
+    return versions
+
+
+def versions_to_delete(library: Library, name: str) -> list[Index]:
+    """Every version of KB `name`, newest first; NotFound lists the KBs when there is none."""
+    if "@" in name:
+        raise ConfigError(
+            f"{name!r} names one version; deleting removes every version of a knowledge base",
+            f"give the name alone: `feilun kb delete {name.partition('@')[0]}`",
+        )
+    versions = kb_versions(library.catalog, name)
+    if not versions:
+        resolve_kb(library.catalog, name)  # raises NotFound, listing the knowledge bases
+    return versions
+
+
 def index_documents(
     documents: Iterable[Document],
     chunking: ChunkSettings,
@@ -274,6 +306,9 @@ def _store(
         chunks=put(rows_to_bytes(index.rows)),
         lexical=put(lexical_to_bytes(index.lexical)),
         vectors=put(dense_to_bytes(index.dense)) if index.dense is not None else "",
+        chunk_terms=(
+            put(chunk_terms_to_bytes(index.chunk_terms)) if index.chunk_terms is not None else ""
+        ),
         documents=entries,
         skipped=skipped,
     )
@@ -298,7 +333,15 @@ def _store(
             f"knowledge base {name}@{version} was saved by someone else meanwhile",
             "run the command again; it will build on their version",
         )
-    library.catalog.save(record)
+    store = library.vector_store
+    if store is not None and index.dense is not None:  # the vectors first, then the version
+        store.write(vector_table(record), [row["id"] for row in index.rows], index.dense.vectors)
+    try:
+        library.catalog.save(record)
+    except BaseException:
+        if store is not None and index.dense is not None:
+            store.drop(vector_table(record))
+        raise
     return record
 
 

@@ -1,4 +1,4 @@
-"""Dense index: one L2-normalised embedder vector per chunk, searched exactly.
+"""Dense index: one L2-normalised embedder vector per chunk, searched exactly (or by a server).
 
 An exact inner-product search over a (N, D) float32 matrix is one matrix-vector product:
 about a millisecond for 10k chunks of 384 dimensions, exact, and with nothing to tune
@@ -11,23 +11,45 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from feilun.core.errors import ConfigError
 from feilun.core.protocols import Embedder
+from feilun.knowledge.fusion import top_k
 
 EMBED_BATCH = 64  # texts per embedder call; also how often progress is reported
 
 ProgressFn = Callable[[int, int], None]  # (done, total)
 
 
+class VectorStore(Protocol):
+    """A server that holds the vectors of KB versions and finds nearest ones (pgvector)."""
+
+    def write(self, table: str, chunk_ids: Sequence[str], vectors: np.ndarray) -> None:
+        """Store the vectors (N, D) of one KB version under `table`, unless it is there."""
+        ...
+
+    def search(
+        self, table: str, query: np.ndarray, k: int, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk positions, cosine similarities) of the `k` nearest, nearest first."""
+        ...
+
+    def drop(self, table: str) -> None:
+        """Forget the vectors stored under `table`."""
+        ...
+
+
 @dataclass(frozen=True)
 class DenseIndex:
-    """Chunk vectors of one embedder."""
+    """Chunk vectors of one embedder, searched in process or, with a `store`, by the server."""
 
     embedder: str
     vectors: np.ndarray  # (N, D) float32, rows L2-normalised
+    store: VectorStore | None = None
+    table: str = ""  # the KB version's table in `store`
 
     @property
     def dimension(self) -> int:
@@ -37,6 +59,16 @@ class DenseIndex:
     def score(self, query: np.ndarray) -> np.ndarray:
         """Inner product (cosine) of every chunk with a normalised query vector (D,)."""
         return self.vectors @ query.astype(np.float32, copy=False)  # (N,)
+
+    def top(
+        self, query: np.ndarray, k: int, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, cosine similarities) of the `k` chunks nearest to `query`, best first."""
+        if self.store is not None:
+            return self.store.search(self.table, query, k, mask)
+        scores = self.score(query)
+        best = top_k(scores, k, mask)
+        return best, scores[best]
 
 
 def check_embedder(index_embedder: str, embedder: Embedder, what: str) -> None:

@@ -112,3 +112,51 @@ def lexical_from_bytes(data: bytes) -> LexicalIndex:
             k1=float(header["k1"]),
             b=float(header["b"]),
         )
+
+
+@dataclass(frozen=True)
+class ChunkTerms:
+    """The distinct terms of each chunk's own text, as ids into a vocabulary (chunk-major CSR).
+
+    What RAG's relevance and grounding checks read for a retrieved chunk, stored at build time
+    so that a question analyses only the question.
+    """
+
+    indptr: np.ndarray  # (N + 1,) int64: the terms of chunk c are ids[indptr[c]:indptr[c+1]]
+    ids: np.ndarray  # (M,) int32: term ids, each once per chunk, in order of first use
+
+    @property
+    def size(self) -> int:
+        """Number of chunks."""
+        return int(self.indptr.shape[0]) - 1
+
+    def of(self, chunk: int) -> np.ndarray:
+        """The term ids of chunk number `chunk`."""
+        return self.ids[self.indptr[chunk] : self.indptr[chunk + 1]]
+
+
+def build_chunk_terms(analyzed: Sequence[Sequence[str]], vocabulary: dict[str, int]) -> ChunkTerms:
+    """The distinct terms of each analyzed text (every term must be in `vocabulary`)."""
+    distinct = [dict.fromkeys(terms) for terms in analyzed]  # C speed, unlike a sort of pairs
+    lengths = np.fromiter(map(len, distinct), dtype=np.int64, count=len(distinct))
+    ids = np.fromiter(
+        map(vocabulary.__getitem__, chain.from_iterable(distinct)),
+        dtype=np.int32,
+        count=int(lengths.sum()),
+    )
+    indptr = np.zeros(len(distinct) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    return ChunkTerms(indptr=indptr, ids=ids)
+
+
+def chunk_terms_to_bytes(terms: ChunkTerms) -> bytes:
+    """The chunk terms as one `.npz` file's bytes (ids of the KB's BM25 vocabulary)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, indptr=terms.indptr, ids=terms.ids)
+    return buffer.getvalue()
+
+
+def chunk_terms_from_bytes(data: bytes) -> ChunkTerms:
+    """The chunk terms `chunk_terms_to_bytes` wrote."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        return ChunkTerms(indptr=arrays["indptr"], ids=arrays["ids"])

@@ -14,6 +14,7 @@ the answer is "I don't know" in the question's language. Every answer carries it
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections import OrderedDict
@@ -111,6 +112,12 @@ def relevance(lexical: LexicalIndex, question_terms: Sequence[str], terms: froze
     return sum(w for t, w in weights.items() if t in terms) / total if total else 0.0
 
 
+@functools.lru_cache(maxsize=16)
+def asking(analyzer: Analyzer) -> frozenset[str]:
+    """The terms of QUESTION_WORDS under `analyzer` (analysed once per loaded KB version)."""
+    return frozenset(analyzer.analyze(QUESTION_WORDS))
+
+
 def fence(text: str) -> str:
     """A passage's text that cannot close its own quotation."""
     return text.replace("<<<", "‹‹‹").replace(">>>", "›››")
@@ -171,15 +178,17 @@ class RagChatModel:
         if not questions:
             raise BadInput("the conversation has no user message to answer", "add one")
         settings = self.settings
-        hits = retrieve(self.library, self.kb, questions[-1], settings.k, settings.mode)
-        index = self.library.load(self.kb).index
-        analyzer, lexical = index.analyzer, index.lexical
-        asking = set(analyzer.analyze(QUESTION_WORDS))
-        asked = [t for t in analyzer.analyze(questions[-1]) if t not in asking]
+        loaded = self.library.load(self.kb)
+        hits = retrieve(self.library, loaded, questions[-1], settings.k, settings.mode)
+        index = loaded.index
+        # The question is the only text analysed here: chunk terms were stored with the KB.
+        asked = [
+            t for t in index.analyzer.analyze(questions[-1]) if t not in asking(index.analyzer)
+        ]
         passages: list[Passage] = []
         for hit in hits:
-            terms = frozenset(analyzer.analyze(hit.text))
-            if relevance(lexical, asked, terms) >= settings.min_relevance:
+            terms = index.terms(index.position(hit.chunk_id))
+            if relevance(index.lexical, asked, terms) >= settings.min_relevance:
                 passages.append(Passage(len(passages) + 1, hit, terms))
         return self._fit(messages, passages, question_language(questions[-1]))
 

@@ -17,7 +17,7 @@ from feilun.core.errors import BadInput, ConfigError
 from feilun.core.protocols import Embedder
 from feilun.knowledge.dense import check_embedder
 from feilun.knowledge.fusion import Reranker
-from feilun.knowledge.library import Library
+from feilun.knowledge.library import Library, LoadedKb
 from feilun.knowledge.search import MODES, ChunkHit, Mode, SearchSettings, search
 
 logger = logging.getLogger(__name__)
@@ -55,9 +55,25 @@ def check_mode(mode: str) -> Mode:
     return mode
 
 
+def effective_mode(loaded: LoadedKb, mode: str) -> tuple[Mode, str | None]:
+    """The mode KB version `loaded` can search in, and the warning to show when it differs.
+
+    Hybrid search of a BM25-only KB (built with `--embedder none`) is BM25 search; dense
+    search of one stays an error (`search` names the fix), since no ranking is left.
+    """
+    checked = check_mode(mode)
+    if checked != "hybrid" or loaded.manifest.embedder:
+        return checked, None
+    return "bm25", (
+        f"knowledge base {loaded.record.ref} has no dense index (built with --embedder none): "
+        "hybrid search uses BM25 alone; pass --mode bm25 to silence this, or rebuild it with "
+        "an embedder for hybrid search"
+    )
+
+
 def retrieve(
     library: Library,
-    kb: str,
+    kb: str | LoadedKb,
     query: str,
     k: int = 5,
     mode: str = "hybrid",
@@ -67,18 +83,22 @@ def retrieve(
     settings: SearchSettings | None = None,
     reranker: Reranker | None = None,
 ) -> list[ChunkHit]:
-    """The `k` chunks of KB `kb` (`name` or `name@version`) that best answer `query`.
+    """The `k` chunks of KB `kb` that best answer `query`.
 
-    `filters` keep chunks whose field equals the value (`{"lang": "zh"}`); `embedder`
-    defaults to the one the KB was built with, and another one is refused, naming both.
-    Hybrid search answers a query in a language the embedder does not cover with BM25 alone.
+    `kb` is `name`, `name@version`, or a version `library.load` returned. `filters` keep
+    chunks whose field equals the value (`{"lang": "zh"}`); `embedder` defaults to the one
+    the KB was built with, and another one is refused, naming both. Hybrid search of a KB
+    without vectors is BM25 search (logged as a warning, once per version), and so is hybrid
+    search of a query in a language the embedder does not cover.
     """
     query = check_query(query)
     k, warning = cap_k(k)
     if warning:
         logger.warning("%s", warning)
-    checked = check_mode(mode)
-    loaded = library.load(kb)
+    loaded = kb if isinstance(kb, LoadedKb) else library.load(kb)
+    checked, fallback = effective_mode(loaded, mode)
+    if fallback:
+        library.warn_once(fallback)
     kb_embedder = loaded.manifest.embedder
     if checked != "bm25" and kb_embedder:
         if embedder is None:

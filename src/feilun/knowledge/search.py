@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -23,7 +23,7 @@ from feilun.knowledge.chunking import chunk_language
 from feilun.knowledge.dense import DenseIndex, check_embedder, embed_query, embed_texts
 from feilun.knowledge.embedders import covers_language
 from feilun.knowledge.fusion import DEFAULT_RRF_K, Reranker, fuse_rrf, top_k
-from feilun.knowledge.lexical import LexicalIndex, build_lexical
+from feilun.knowledge.lexical import ChunkTerms, LexicalIndex, build_chunk_terms, build_lexical
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +69,39 @@ class ChunkIndex:
     analyzer: Analyzer
     lexical: LexicalIndex
     dense: DenseIndex | None = None
+    # The terms of each chunk's own text; None for a KB stored before they were (analysed
+    # on first use instead, then remembered).
+    chunk_terms: ChunkTerms | None = None
+    _names: list[str] | None = field(default=None, init=False, repr=False)
+    _analysed: dict[int, frozenset[str]] = field(default_factory=dict, init=False, repr=False)
+    _positions: dict[str, int] | None = field(default=None, init=False, repr=False)
 
     @property
     def size(self) -> int:
         """Number of chunks."""
         return len(self.rows)
+
+    def position(self, chunk_id: str) -> int:
+        """Where the chunk with id `chunk_id` is in the index."""
+        if self._positions is None:
+            self._positions = {row["id"]: n for n, row in enumerate(self.rows)}
+        return self._positions[chunk_id]
+
+    def terms(self, position: int) -> frozenset[str]:
+        """The distinct index terms of the text of the chunk at `position` (not its headings)."""
+        if self.chunk_terms is None:
+            found = self._analysed.get(position)
+            if found is None:
+                found = self._analysed[position] = frozenset(
+                    self.analyzer.analyze(self.rows[position]["text"])
+                )
+            return found
+        if self._names is None:
+            names = [""] * len(self.lexical.vocabulary)
+            for term, number in self.lexical.vocabulary.items():
+                names[number] = term
+            self._names = names
+        return frozenset(map(self._names.__getitem__, self.chunk_terms.of(position).tolist()))
 
     def hit(self, position: int, score: float) -> ChunkHit:
         """The ChunkHit of the chunk at `position`."""
@@ -97,9 +125,30 @@ class ChunkIndex:
 
 def context_text(row: Mapping[str, Any]) -> str:
     """What is indexed for a chunk: title and heading path (each once), then its text."""
+    return "\n".join([*_header(row), row["text"]])
+
+
+def _header(row: Mapping[str, Any]) -> list[str]:
     meta = row.get("meta", {})
-    header = [h for h in dict.fromkeys([meta.get("title", ""), *row.get("heading_path", [])]) if h]
-    return "\n".join([*header, row["text"]])
+    return [h for h in dict.fromkeys([meta.get("title", ""), *row.get("heading_path", [])]) if h]
+
+
+def own_terms(
+    rows: Sequence[Mapping[str, Any]], analyzed: Sequence[list[str]], analyzer: Analyzer
+) -> list[list[str]]:
+    """The terms of each chunk's text, cut from the analysis of its context text.
+
+    No word or CJK run spans the line break between header and text, so a context's terms
+    are its header's terms followed by its text's; headers repeat, and are analysed once each.
+    """
+    header_terms: dict[str, int] = {}
+    own = []
+    for row, terms in zip(rows, analyzed, strict=True):
+        header = "\n".join(_header(row))
+        if header not in header_terms:
+            header_terms[header] = len(analyzer.analyze(header)) if header else 0
+        own.append(terms[header_terms[header] :])
+    return own
 
 
 def build_chunk_index(
@@ -113,11 +162,13 @@ def build_chunk_index(
     """Index chunks; `vectors` (N, D) may hold known rows (NaN rows are embedded now)."""
     rows = [c.model_dump(mode="json") if isinstance(c, Chunk) else dict(c) for c in chunks]
     texts = [context_text(row) for row in rows]
-    lexical = build_lexical(analyzer.analyze_many(texts))
+    analyzed = analyzer.analyze_many(texts)
+    lexical = build_lexical(analyzed)
+    terms = build_chunk_terms(own_terms(rows, analyzed, analyzer), lexical.vocabulary)
     dense = None
     if embedder is not None:
         dense = DenseIndex(embedder.name, _fill_vectors(embedder, texts, vectors, progress))
-    return ChunkIndex(rows=rows, analyzer=analyzer, lexical=lexical, dense=dense)
+    return ChunkIndex(rows=rows, analyzer=analyzer, lexical=lexical, dense=dense, chunk_terms=terms)
 
 
 def _fill_vectors(
@@ -184,25 +235,27 @@ def rank_chunks(
         if mode == "bm25":
             return best, scores[best]
     vector = _query_vector(index, query, embedder, query_vector)
-    scores = index.dense.score(vector) if index.dense is not None else np.zeros(index.size)
-    rankings["dense"] = best = top_k(scores, depth, mask)
+    assert index.dense is not None  # _query_vector refuses an index without vectors
+    rankings["dense"], similarities = index.dense.top(vector, depth, mask)
     if mode == "dense":
-        return best, scores[best]
+        return rankings["dense"], similarities
     weights = {"bm25": settings.bm25_weight, "dense": settings.dense_weight}
     positions, fused = fuse_rrf(rankings, weights, settings.rrf_k)
     return positions[:k], fused[:k]
 
 
 def _is_dense_useful(index: ChunkIndex, query: str) -> bool:
-    """False when the KB's embedder was not trained on the query's language.
+    """False when the KB has no vectors, or its embedder was not trained on the query's language.
 
-    The packaged all-MiniLM-L6-v2 is English-only: fused into a Chinese query's ranking its
-    near-random order pushes the right article out of the top 5 (industry QA: BM25 finds the
-    evidence for 98% of Chinese questions, equal-weight hybrid for 31%). Such a query is
-    answered by BM25 alone; English queries keep the fusion.
+    A BM25-only KB (built with `--embedder none`) answers hybrid search with BM25 alone (the
+    callers that face people say so: `retrieval.effective_mode`). The packaged
+    all-MiniLM-L6-v2 is English-only: fused into a Chinese query's ranking its near-random
+    order pushes the right article out of the top 5 (industry QA: BM25 finds the evidence for
+    98% of Chinese questions, equal-weight hybrid for 31%). Such a query is answered by BM25
+    alone; English queries keep the fusion.
     """
     if index.dense is None:
-        return True  # _query_vector says what is missing
+        return False
     language = chunk_language(query, fallback="other")
     if covers_language(index.dense.embedder, language):
         return True
