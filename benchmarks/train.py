@@ -2,14 +2,18 @@
 
     .venv/bin/python benchmarks/train.py               # table on stdout, JSON in results/
     .venv/bin/python benchmarks/train.py --steps 8     # a quick run
+    .venv/bin/python benchmarks/train.py --steps 30 --batch 4 --sides hf-trainer,feilun
 
-Model: the packaged SmolLM2-135M-Instruct (fp32). Data: the industry QA sample
-(shared/data/industry/qa.jsonl) as chat rows: the evidence and the question from the user,
-the short answer from the assistant. Both sides train LoRA (r=16, alpha=32, dropout 0.05 on
-q/k/v/o) with AdamW, lr 2e-4, 2 warmup steps then cosine, batch 8 = micro-batch 4 x 2
-accumulation, max 512 tokens, loss on assistant tokens only, clipping at 1.0, seed 0, on the
-same tokenized examples. Each side runs in its own process (so peak RSS is its own), one after
-the other in the same run. tokens/s counts real (unpadded) tokens from step 2 to the last.
+Model: the packaged SmolLM2-135M-Instruct (fp32). Data: the first 80 items of the industry QA
+sample (shared/data/industry/qa.jsonl) as chat rows: the evidence and the question from the
+user, the short answer from the assistant. Both sides train LoRA (r=16, alpha=32, dropout 0.05
+on q/k/v/o) with AdamW, lr 2e-4, 2 warmup steps then cosine, batch 8 = micro-batch 4 x 2
+accumulation (or --batch), max 512 tokens, loss on assistant tokens only, clipping at 1.0,
+seed 0, on the same tokenized examples in the same order: the Trainer reads them sequentially
+in the order feilun's schedule draws them, every step full (80 is a multiple of the batch), so
+the loss curves compare step for step (dropout masks still differ). Each side runs in its own
+process (so peak RSS is its own), one after the other in the same run. tokens/s counts real
+(unpadded) tokens from step 2 to the last.
 """
 
 from __future__ import annotations
@@ -33,12 +37,13 @@ RECIPE = HERE.parent / "recipes" / "train" / "smollm2_sft_lora.yaml"
 MODEL = "smollm2-135m-instruct"
 DATASET = "industry-qa"
 SIDES = ("hf-trainer", "feilun", "feilun-packed")
-LR, WARMUP, BATCH, MICRO, SEQ, RANK, ALPHA, DROPOUT = 2e-4, 2, 8, 4, 512, 16, 32, 0.05
+LR, WARMUP, MICRO, SEQ, RANK, ALPHA, DROPOUT, SEED = 2e-4, 2, 4, 512, 16, 32, 0.05, 0
+ROWS = 80  # a multiple of every batch size, so no step is short on either side
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
 def qa_rows() -> list[dict[str, Any]]:
-    """The QA items as chat rows: evidence + question → answer."""
+    """The first ROWS QA items as chat rows: evidence + question → answer."""
     rows = []
     for line in QA.read_text(encoding="utf-8").splitlines():
         item = json.loads(line)
@@ -53,7 +58,7 @@ def qa_rows() -> list[dict[str, Any]]:
             {"role": "assistant", "content": item["answer"]},
         ]
         rows.append({"id": item["id"], "messages": messages, "meta": {"lang": item["lang"]}})
-    return rows
+    return rows[:ROWS]
 
 
 def prepare(workspace: Path) -> None:
@@ -71,7 +76,7 @@ def prepare(workspace: Path) -> None:
         ws.close()
 
 
-def run_feilun(workspace: Path, steps: int, packing: bool) -> dict[str, Any]:
+def run_feilun(workspace: Path, steps: int, batch: int, packing: bool) -> dict[str, Any]:
     """Our sft_lora recipe; per-step losses, tokens and times from its metrics.jsonl."""
     from feilun.app.workspace import opened
     from feilun.training.context import Resources
@@ -84,8 +89,9 @@ def run_feilun(workspace: Path, steps: int, packing: bool) -> dict[str, Any]:
         f"train.lr={LR}",
         f"train.warmup_steps={WARMUP}",
         "train.schedule=cosine",
-        f"train.batch_size={BATCH}",
-        f"train.micro_batch_size={MICRO}",
+        f"train.batch_size={batch}",
+        f"train.micro_batch_size={min(MICRO, batch)}",
+        f"train.seed={SEED}",
         "train.eval_every=0",
         f"data.max_seq_len={SEQ}",
         f"data.packing={str(packing).lower()}",
@@ -109,8 +115,8 @@ def run_feilun(workspace: Path, steps: int, packing: bool) -> dict[str, Any]:
     }
 
 
-def run_hf(workspace: Path, steps: int) -> dict[str, Any]:
-    """A plain transformers Trainer + PEFT run on the same tokenized examples."""
+def run_hf(workspace: Path, steps: int, batch: int) -> dict[str, Any]:
+    """A plain transformers Trainer + PEFT run on the same tokenized examples, same order."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
@@ -118,6 +124,8 @@ def run_hf(workspace: Path, steps: int) -> dict[str, Any]:
     from feilun.app.workspace import opened
     from feilun.core import registry as plugins
     from feilun.training.collate import tokenize_chat_rows
+    from feilun.training.recipe import TrainSection
+    from feilun.training.schedule import plan_steps, step_examples
 
     with opened(workspace, env={}) as ws:
         base = ws.models.get(MODEL)
@@ -129,8 +137,10 @@ def run_hf(workspace: Path, steps: int) -> dict[str, Any]:
     model.hf_quantizer, model.is_quantized = None, False
     model.config.__dict__.pop("quantization_config", None)
     examples, _ = tokenize_chat_rows(qa_rows(), tokenizer, base.chat_template, SEQ, "truncate")
-    data = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
-    torch.manual_seed(0)
+    plan = plan_steps(len(examples), TrainSection(batch_size=batch, max_steps=steps))
+    order = [i for step in range(steps) for i in step_examples(step, plan, SEED)]
+    data = [{"input_ids": examples[i].input_ids, "labels": examples[i].labels} for i in order]
+    torch.manual_seed(SEED)
     model = get_peft_model(
         model.train(),
         LoraConfig(
@@ -155,11 +165,16 @@ def run_hf(workspace: Path, steps: int) -> dict[str, Any]:
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             marks.append((time.perf_counter(), counted["tokens"]))
 
+    class InOrder(Trainer):  # the benchmark's one change to the peer: feilun's example order
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            return torch.utils.data.SequentialSampler(train_dataset or self.train_dataset)
+
+    micro = min(MICRO, batch)
     args = TrainingArguments(
         output_dir=str(workspace / "hf-out"),
         max_steps=steps,
-        per_device_train_batch_size=MICRO,
-        gradient_accumulation_steps=BATCH // MICRO,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=batch // micro,
         learning_rate=LR,
         warmup_steps=WARMUP,
         lr_scheduler_type="cosine",
@@ -169,11 +184,11 @@ def run_hf(workspace: Path, steps: int) -> dict[str, Any]:
         save_strategy="no",
         report_to=[],
         use_cpu=True,
-        seed=0,
+        seed=SEED,
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
-    trainer = Trainer(
+    trainer = InOrder(
         model=model, args=args, train_dataset=data, data_collator=collate, callbacks=[Clock()]
     )
     start = (time.perf_counter(), 0)
@@ -186,17 +201,17 @@ def run_hf(workspace: Path, steps: int) -> dict[str, Any]:
     }
 
 
-def side(name: str, workspace: Path, steps: int) -> None:
+def side(name: str, workspace: Path, steps: int, batch: int) -> None:
     """Run one side in this process; print its figures as one JSON line."""
     if name == "hf-trainer":
-        result = run_hf(workspace, steps)
+        result = run_hf(workspace, steps, batch)
     else:
-        result = run_feilun(workspace, steps, packing=name == "feilun-packed")
+        result = run_feilun(workspace, steps, batch, packing=name == "feilun-packed")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({**result, "peak_rss_mb": peak_mb}))
 
 
-def measure(name: str, workspace: Path, steps: int) -> dict[str, Any]:
+def measure(name: str, workspace: Path, steps: int, batch: int) -> dict[str, Any]:
     command = [
         sys.executable,
         __file__,
@@ -206,6 +221,8 @@ def measure(name: str, workspace: Path, steps: int) -> dict[str, Any]:
         str(workspace),
         "--steps",
         str(steps),
+        "--batch",
+        str(batch),
     ]
     out = subprocess.run(command, capture_output=True, text=True, check=False)
     if out.returncode != 0:
@@ -219,40 +236,52 @@ def measure(name: str, workspace: Path, steps: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=8, help="Examples per optimizer step.")
+    parser.add_argument("--sides", default=",".join(SIDES), help="Comma-separated sides to run.")
     parser.add_argument("--side", choices=SIDES)
     parser.add_argument("--workspace", type=Path, help="Reuse a prepared workspace.")
     args = parser.parse_args()
+    if ROWS % args.batch:
+        parser.error(f"--batch must divide {ROWS}, the examples used, so every step is full")
     if args.side:
-        side(args.side, args.workspace, args.steps)
+        side(args.side, args.workspace, args.steps, args.batch)
         return
+    sides = [name for name in args.sides.split(",") if name]
+    if "hf-trainer" not in sides or not set(sides) <= set(SIDES):
+        parser.error(f"--sides must include hf-trainer and name only {', '.join(SIDES)}")
     with tempfile.TemporaryDirectory(prefix="feilun-bench-train-") as tmp:
         workspace = args.workspace or Path(tmp) / "ws"
         if not workspace.exists():
             prepare(workspace)
-        results = {name: measure(name, workspace, args.steps) for name in SIDES}
-    report(results, args.steps)
+        results = {name: measure(name, workspace, args.steps, args.batch) for name in sides}
+    report(results, args.steps, args.batch)
 
 
-def report(results: dict[str, dict[str, Any]], steps: int) -> None:
-    base = results["hf-trainer"]["tokens_per_s"]
+def report(results: dict[str, dict[str, Any]], steps: int, batch: int) -> None:
+    base = results["hf-trainer"]
     print(
-        f"\nLoRA SFT of {MODEL}, {steps} steps, batch {BATCH} (micro {MICRO}), "
-        f"{os.cpu_count()} CPUs, {platform.machine()}\n"
+        f"\nLoRA SFT of {MODEL}, {steps} steps, batch {batch} (micro {min(MICRO, batch)}), "
+        f"{ROWS} examples, {os.cpu_count()} CPUs, {platform.machine()}, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')}\n"
     )
-    header = ("side", "tokens/s", "x HF", "peak RSS MiB", "first loss", "last loss")
+    header = ("side", "tokens/s", "x HF", "peak RSS MiB", "first loss", "last loss", "mean |dL|")
     print(f"{header[0]:<15}" + "".join(f"{h:>13}" for h in header[1:]))
     for name, r in results.items():
+        gaps = [abs(a - b) for a, b in zip(r["losses"], base["losses"], strict=False)]
         print(
-            f"{name:<15}{r['tokens_per_s']:>13.0f}{r['tokens_per_s'] / base:>13.2f}"
+            f"{name:<15}{r['tokens_per_s']:>13.0f}{r['tokens_per_s'] / base['tokens_per_s']:>13.2f}"
             f"{r['peak_rss_mb']:>13.0f}{r['losses'][0]:>13.4f}{r['losses'][-1]:>13.4f}"
+            f"{sum(gaps) / len(gaps):>13.4f}"
         )
+    print("(mean |dL|: mean absolute loss difference per step against hf-trainer)")
     print(f"\n{'step':>5}" + "".join(f"{name:>15}" for name in results))
     for i in range(steps):
         cells = [r["losses"][i] if i < len(r["losses"]) else float("nan") for r in results.values()]
         print(f"{i + 1:>5}" + "".join(f"{c:>15.4f}" for c in cells))
     out = HERE / "results" / "train.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"steps": steps, "results": results}, indent=1), encoding="utf-8")
+    summary = {"steps": steps, "batch": batch, "examples": ROWS, "results": results}
+    out.write_text(json.dumps(summary, indent=1), encoding="utf-8")
     print(f"\nwritten to {out}")
 
 

@@ -1,5 +1,5 @@
-"""Data parallelism: each epoch's examples are split across processes exactly once, and a real
-2-process torchrun run (gloo on CPU) follows the single-process loss curve."""
+"""Data parallelism: each epoch's examples are split across processes exactly once, and real
+2-process runs (torchrun, and Ray Train workers; gloo on CPU) follow the single-process curve."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from feilun.core.errors import PluginError
 from feilun.training.context import Resources
 from feilun.training.launch import execute_run
 from feilun.training.recipe import load_recipe
-from feilun.training.runs import open_run, read_metrics, start_run
+from feilun.training.runs import open_run, read_metrics, show_run, start_run
 from feilun.training.schedule import plan_steps, shard, step_examples
 
 RECIPE = Path(__file__).parents[2] / "recipes" / "train" / "tiny_sft_lora.yaml"
@@ -36,9 +37,8 @@ def test_every_example_is_seen_once_per_epoch_across_processes(
     assert step_examples(0, plan, 0) != step_examples(plan.steps_per_epoch, plan, 0)  # reshuffled
 
 
-@pytest.mark.slow
-def test_two_processes_match_one(resources: Resources, workspace: Path) -> None:
-    execute_run(resources, start_run(resources, RECIPE, OVERRIDES, "one"))
+def _train_in_two_processes(workspace: Path, run_id: str, *engine: str) -> None:
+    """`feilun train run … --nproc 2 [--engine …]` in a child process."""
     command = [
         sys.executable,
         "-c",
@@ -48,9 +48,10 @@ def test_two_processes_match_one(resources: Resources, workspace: Path) -> None:
         str(RECIPE),
         *OVERRIDES,
         "--run-id",
-        "two",
+        run_id,
         "--nproc",
         "2",
+        *engine,
         "--json",
         "--workspace",
         str(workspace),
@@ -59,14 +60,51 @@ def test_two_processes_match_one(resources: Resources, workspace: Path) -> None:
         command,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    one = [m for m in read_metrics(open_run(resources.runs_root, "one")) if "loss" in m]
-    two = [m for m in read_metrics(open_run(resources.runs_root, "two")) if "loss" in m]
+
+
+def _assert_same_curve(resources: Resources, one_id: str, two_id: str) -> None:
+    one = [m for m in read_metrics(open_run(resources.runs_root, one_id)) if "loss" in m]
+    two = [m for m in read_metrics(open_run(resources.runs_root, two_id)) if "loss" in m]
     assert [m["step"] for m in one] == [m["step"] for m in two] == list(range(1, 9))
     assert [m["tokens"] for m in one] == [m["tokens"] for m in two]  # the same examples
     for a, b in zip(one, two, strict=True):
         assert abs(a["loss"] - b["loss"]) <= 1e-4 * max(1.0, a["loss"]), (a, b)
+    assert show_run(resources.runs_root, two_id)["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(resources: Resources, workspace: Path) -> None:
+    execute_run(resources, start_run(resources, RECIPE, OVERRIDES, "one"))
+    _train_in_two_processes(workspace, "two")
+    _assert_same_curve(resources, "one", "two")
     assert resources.models.resolve("tiny:greetings-sft-lora@2").adapter.meta["run_id"] == "two"
+
+
+@pytest.mark.slow
+def test_ray_train_workers_match_one_process(resources: Resources, workspace: Path) -> None:
+    """`--engine ray`: two Ray Train workers (gloo) follow the single-process curve."""
+    execute_run(resources, start_run(resources, RECIPE, OVERRIDES, "one"))
+    _train_in_two_processes(workspace, "ray", "--engine", "ray")
+    _assert_same_curve(resources, "one", "ray")
+    adapter = resources.models.resolve("tiny:greetings-sft-lora@2").adapter
+    assert adapter is not None and adapter.meta["run_id"] == "ray"
+
+
+def test_unknown_engine_fails_before_a_run_is_made(workspace: Path) -> None:
+    from typer.testing import CliRunner
+
+    from feilun.cli.main import app
+
+    result = CliRunner().invoke(
+        app,
+        ["train", "run", str(RECIPE), "--engine", "rey", "--workspace", str(workspace)],
+    )
+    assert result.exit_code != 0
+    assert isinstance(result.exception, PluginError)
+    assert "unknown engine 'rey' (did you mean ray?)" in result.exception.message
+    assert "torchrun" in result.exception.message
+    assert not (workspace / "runs").exists() or not any((workspace / "runs").iterdir())

@@ -150,3 +150,14 @@ def test_trained_adapter_is_served_by_name(resources: Resources) -> None:
     ]:
         reply = model.chat([Message(role="user", content=question)], params)
         assert reply.text == answer, manifest["metrics"]
+
+
+def test_qlora_is_refused_naming_what_is_missing_and_the_alternatives(
+    resources: Resources,
+) -> None:
+    needs = "method=qlora needs a CUDA GPU and bitsandbytes"
+    with pytest.raises(ConfigError, match=needs) as error:
+        train(resources, ["method=qlora"])
+    assert "method=lora" in (error.value.fix or "") and "method=full" in (error.value.fix or "")
+    assert show_run(resources.runs_root, "r1")["status"] == "failed"
+    assert resources.models.adapters() == []

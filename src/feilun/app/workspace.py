@@ -65,12 +65,14 @@ def _build(settings: Settings) -> Workspace:
         sqlite_synchronous=settings.sqlite_synchronous,
     )
     catalog = SqlCatalog(database)
+    artifacts = ArtifactStore(settings.resolved_artifact_root)
     return Workspace(
         settings=settings,
         database=database,
         catalog=catalog,
-        artifacts=ArtifactStore(settings.resolved_artifact_root),
-        models=ModelRegistry(catalog, settings.resolved_model_cache),
+        artifacts=artifacts,
+        # Adapters open from their stored files, so they outlive the run folder.
+        models=ModelRegistry(catalog, settings.resolved_model_cache, artifacts=artifacts),
     )
 
 

@@ -162,7 +162,7 @@ def merge(
     from feilun.models.merge import write_merged
 
     with opened(workspace) as ws, spinner(f"merging {ref}…"):
-        resolved = ws.models.resolve(ref)
+        resolved = ws.models.with_files(ws.models.resolve(ref))
         folder = write_merged(resolved, ws.models.cache_dir, out)
     if json:
         print_json({"ref": resolved.ref, "out": str(folder.resolve())})

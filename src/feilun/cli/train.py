@@ -24,7 +24,16 @@ app = typer.Typer(
 
 RunId = Annotated[str, typer.Argument(help="Run id, as `feilun train run` printed it.")]
 Nproc = Annotated[
-    int, typer.Option("--nproc", min=1, help="Processes (torchrun: gloo on CPU, NCCL on GPUs).")
+    int, typer.Option("--nproc", min=1, help="Processes (gloo on CPU, NCCL on GPUs).")
+]
+Engine = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        help="What starts the processes: torchrun (the default with --nproc > 1) or ray "
+        "(Ray Train; RAY_ADDRESS joins a cluster).",
+        show_default=False,
+    ),
 ]
 
 
@@ -49,23 +58,28 @@ def run(
         str | None, typer.Option("--run-id", help="Name the run (default: generated).")
     ] = None,
     nproc: Nproc = 1,
+    engine: Engine = None,
     workspace: options.Workspace = None,
     json: options.Json = False,
 ) -> None:
     """Train with a recipe: prints the run id first, then a progress bar and the results."""
     from feilun.app.workspace import opened
+    from feilun.training.engines import lookup_engine
     from feilun.training.runs import start_run
 
+    if engine is not None:
+        lookup_engine(engine)  # an unknown engine fails before a run folder is made
     with opened(workspace) as ws:
         created = start_run(_resources(ws), recipe, overrides or [], run_id)
         typer.echo(f"run {created.id}", err=json)
-        _execute(ws, created.id, nproc, json)
+        _execute(ws, created.id, nproc, engine, json)
 
 
 @app.command("resume")
 def resume(
     run_id: RunId,
     nproc: Nproc = 1,
+    engine: Engine = None,
     workspace: options.Workspace = None,
     json: options.Json = False,
 ) -> None:
@@ -73,22 +87,22 @@ def resume(
     from feilun.app.workspace import opened
 
     with opened(workspace) as ws:
-        _execute(ws, run_id, nproc, json)
+        _execute(ws, run_id, nproc, engine, json)
 
 
-def _execute(ws: Workspace, run_id: str, nproc: int, json: bool) -> None:
+def _execute(ws: Workspace, run_id: str, nproc: int, engine: str | None, json: bool) -> None:
     from feilun.training.launch import execute_run
     from feilun.training.runs import open_run
 
     resources = _resources(ws)
     run = open_run(resources.runs_root, run_id)
     manifest: dict[str, Any] | None
-    if nproc > 1:
-        manifest = _launch(ws, run_id, nproc)
+    if nproc > 1 or engine is not None:
+        manifest = _launch(ws, run_id, nproc, engine or "torchrun")
     else:
         with _progress_bar(quiet=json) as progress:
             manifest = execute_run(resources, run, progress)
-    if manifest is None:  # a torchrun worker other than the first
+    if manifest is None:  # a worker other than the first (under an engine)
         return
     if json:
         print_json(manifest)
@@ -96,18 +110,21 @@ def _execute(ws: Workspace, run_id: str, nproc: int, json: bool) -> None:
     _print_summary(manifest)
 
 
-def _launch(ws: Workspace, run_id: str, nproc: int) -> dict[str, Any]:
-    """Run `resume` in `nproc` processes; the manifest the first one wrote."""
+def _launch(ws: Workspace, run_id: str, nproc: int, engine: str) -> dict[str, Any]:
+    """Run `resume` in `nproc` processes started by `engine`; the manifest the first one wrote."""
     import json as jsonlib
 
-    from feilun.training.distributed import launch
+    from feilun.training.engines import lookup_engine
+    from feilun.training.runs import open_run, read_status
 
+    launcher = lookup_engine(engine)
     argv = ["train", "resume", run_id, "--workspace", str(ws.path.resolve())]
-    code = launch(nproc, argv)
+    code = launcher.launch(nproc, argv)
     if code != 0:
+        error = read_status(open_run(ws.path / "runs", run_id)).get("error") or "see above"
         raise FeilunError(
-            f"{nproc} training processes of run {run_id} failed (exit {code}); see above",
-            f"fix the cause, then `feilun train resume {run_id} --nproc {nproc}`",
+            f"{nproc} training processes ({engine}) of run {run_id} failed (exit {code}): {error}",
+            f"fix the cause, then `feilun train resume {run_id} --nproc {nproc} --engine {engine}`",
         )
     manifest: dict[str, Any] = jsonlib.loads(
         (ws.path / "runs" / run_id / "manifest.json").read_text(encoding="utf-8")

@@ -8,7 +8,6 @@ Errors name the key as the user wrote it: `recipe.yaml: operators[2].threshold: 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,19 @@ from typing import Any
 import pydantic
 
 from feilun.core.errors import ConfigError, PluginError
+from feilun.core.overrides import (
+    Part,
+    Yaml,
+    apply_overrides,
+    did_you_mean,
+    read_mapping,
+    where,
+)
 from feilun.core.registry import lookup, names
 
 logger = logging.getLogger(__name__)
 
-_INDEX = re.compile(r"^(?P<key>[A-Za-z_][\w-]*)\[(?P<index>\d+)\]$")
+_TOP_KEYS = ("description", "operators")
 
 
 class OperatorEntry(pydantic.BaseModel):
@@ -94,30 +101,25 @@ def load_recipe(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -
     import yaml
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(
-            f"cannot read recipe {path}: {e.strerror or e}",
-            "check the path; shipped recipes are under recipes/data/",
-        ) from e
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(
-            f"recipe {path} is not valid YAML{where}: {getattr(e, 'problem', e)}",
-            "fix the YAML syntax (indentation, a missing ':' or an unclosed quote)",
-        ) from e
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"recipe {path} must be a mapping with `description` and `operators`, "
-            f"got {type(raw).__name__}",
-            "start from recipes/data/default.yaml",
-        )
-    for override in overrides:
-        _apply_override(raw, override, path)
+    syntax = Yaml(yaml.safe_load, yaml.YAMLError)
+    raw = read_mapping(
+        path,
+        syntax,
+        shape="with `description` and `operators`",
+        shipped="shipped recipes are under recipes/data/",
+        start="start from recipes/data/default.yaml",
+    )
+
+    def resolve(parts: list[Part], override: str) -> list[Part]:
+        return _resolve_op_name(raw, parts, override, path)
+
+    apply_overrides(
+        raw,
+        overrides,
+        syntax,
+        example="`operators[2].threshold=0.9` or `near_dedup.threshold=0.9`",
+        resolve=resolve,
+    )
     return validate_recipe(raw, str(path))
 
 
@@ -180,81 +182,26 @@ def _params_help(op: str, cls: Any) -> str:
     return f"parameters of {op!r}: {listed}"
 
 
-def _where(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def _config_error(
     source: str, error: pydantic.ValidationError, prefix: tuple[Any, ...], fix: str
 ) -> ConfigError:
     first = error.errors()[0]
-    where = _where(prefix + tuple(first["loc"])) or "(top level)"
+    key = where(prefix + tuple(first["loc"])) or "(top level)"
     got = "" if first["type"] == "missing" else f" (got {first['input']!r})"
     more = f" (and {error.error_count() - 1} more problem(s))" if error.error_count() > 1 else ""
-    return ConfigError(f"{source}: {where}: {first['msg']}{got}{more}", fix)
-
-
-def _apply_override(raw: dict[str, Any], override: str, path: Path) -> None:
-    """Set one `dotted.key=value` in the parsed YAML; the value is read as YAML."""
-    import yaml
-
-    key, sep, text = override.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(
-            f"override {override!r} is not key=value",
-            "write it like `operators[2].threshold=0.9` or `near_dedup.threshold=0.9`",
-        )
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"override {override!r}: value is not valid YAML", "quote it") from e
-    parts = _split_key(key.strip(), override)
-    parts = _resolve_op_name(raw, parts, override, path)
-    target: Any = raw
-    for depth, part in enumerate(parts[:-1]):
-        target = _child(target, part, parts[: depth + 1], override)
-    last = parts[-1]
-    if isinstance(target, list):
-        if not isinstance(last, int) or last >= len(target):
-            raise ConfigError(f"override {override!r}: no such item in {path}", "check the index")
-        target[last] = value
-    elif isinstance(target, dict):
-        target[last] = value
-    else:
-        raise ConfigError(
-            f"override {override!r}: {_where(tuple(parts[:-1]))} is a value, not a mapping",
-            "override the value itself",
-        )
-
-
-def _split_key(key: str, override: str) -> list[str | int]:
-    parts: list[str | int] = []
-    for piece in key.split("."):
-        match = _INDEX.match(piece)
-        if match:
-            parts += [match.group("key"), int(match.group("index"))]
-        elif piece.isdigit():
-            parts.append(int(piece))
-        elif piece:
-            parts.append(piece)
-        else:
-            raise ConfigError(f"override {override!r} has an empty key part", "remove the '..'")
-    return parts
+    return ConfigError(f"{source}: {key}: {first['msg']}{got}{more}", fix)
 
 
 def _resolve_op_name(
-    raw: dict[str, Any], parts: list[str | int], override: str, path: Path
-) -> list[str | int]:
+    raw: dict[str, Any], parts: list[Part], override: str, path: Path
+) -> list[Part]:
     """`near_dedup.threshold` means `operators[i].threshold` for the one near_dedup entry."""
     head = parts[0]
-    if head in ("description", "operators"):
+    if head in _TOP_KEYS:
         return parts
     if len(parts) < 2:
         raise ConfigError(
-            f"override {override!r}: unknown key {head!r}",
+            f"override {override!r}: unknown key {head!r}{did_you_mean(str(head), _TOP_KEYS)}",
             "use description=…, operators[i].<param>=… or <op>.<param>=…",
         )
     operators = raw.get("operators")
@@ -273,14 +220,3 @@ def _resolve_op_name(
             f"address the entry by position instead, e.g. operators[{found[0]}].{parts[1]}=…",
         )
     return ["operators", found[0], *parts[1:]]
-
-
-def _child(target: Any, part: str | int, so_far: list[str | int], override: str) -> Any:
-    if isinstance(target, list) and isinstance(part, int) and part < len(target):
-        return target[part]
-    if isinstance(target, dict) and isinstance(part, str):
-        return target.setdefault(part, {})
-    raise ConfigError(
-        f"override {override!r}: {_where(tuple(so_far))} does not exist",
-        "check the key against the recipe file",
-    )

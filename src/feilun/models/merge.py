@@ -2,15 +2,19 @@
 
 An Adapter record names its folder (`meta.location`) and the sha256 of each file in it
 (`meta.files`); files are checked before loading, so a changed or missing file fails clearly
-instead of serving different weights. Merged folders are published atomically.
+instead of serving different weights. The record's `artifact` is a manifest of those files in
+the artifact store: `restore_adapter` copies them, verified, into a cache folder named by the
+manifest digest, so an adapter outlives its run folder. Folders are published atomically.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 from feilun.core import registry as plugins
 from feilun.core.errors import ArtifactError, ConfigError
@@ -19,6 +23,57 @@ from feilun.models.registry import Resolved
 from feilun.models.sources.files import publish_folder, sha256_file
 
 log = logging.getLogger(__name__)
+ADAPTER_CACHE = "adapters"  # under the model cache: one folder per adapter manifest digest
+
+
+class ArtifactReader(Protocol):
+    """Reads verified bytes by digest (what `store.artifacts.ArtifactStore.open` provides)."""
+
+    def open(self, digest: str) -> BinaryIO:
+        """A binary reader over the verified bytes of `digest`."""
+        ...
+
+
+def restore_adapter(adapter: Adapter, artifacts: ArtifactReader, cache_dir: Path) -> Adapter:
+    """The adapter with `meta.location` at its files restored from the artifact store.
+
+    The cache folder is `<cache_dir>/adapters/<manifest hex>`; an intact one is reused, a
+    damaged one is restored again. Reads are verified by the store, the result by `meta.files`.
+    """
+    digest = adapter.artifact
+    if not digest.startswith("sha256:"):
+        raise ArtifactError(
+            f"adapter {adapter.ref} names no artifact manifest (got {digest!r})",
+            "re-run the training run that made it, so its files are stored as artifacts",
+        )
+    folder = cache_dir / ADAPTER_CACHE / digest.removeprefix("sha256:")
+    restored = adapter.model_copy(update={"meta": {**adapter.meta, "location": str(folder)}})
+    if folder.is_dir():
+        try:
+            adapter_folder(restored)
+            return restored
+        except ArtifactError:
+            log.warning("restoring damaged adapter cache %s", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+    with artifacts.open(digest) as stream:
+        files: dict[str, str] = json.load(stream)["files"]
+    if files != dict(adapter.meta.get("files") or {}) or any(
+        Path(name).name != name for name in files
+    ):
+        raise ArtifactError(
+            f"adapter {adapter.ref}: manifest {digest} does not list the record's files",
+            "re-run the training run that made it",
+        )
+
+    def write(staging: Path) -> None:
+        for name, file_digest in files.items():
+            with artifacts.open(file_digest) as source, (staging / name).open("wb") as out:
+                shutil.copyfileobj(source, out)
+
+    publish_folder(folder, write)
+    log.info("restored adapter %s from the artifact store into %s", adapter.ref, folder)
+    adapter_folder(restored)
+    return restored
 
 
 def adapter_folder(adapter: Adapter) -> Path:

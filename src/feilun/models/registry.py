@@ -2,7 +2,8 @@
 
 References people write: `name`, `name@2`, an alias such as `prod`, or `base:adapter`
 (each part optionally `@version`). Records live in a `Catalog` handed in by the
-composition root; this module never opens a database itself.
+composition root; this module never opens a database itself. Given the artifact store too,
+adapters open from their stored files (restored into the cache), not from their run folder.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feilun.core import registry as plugins
 from feilun.core.errors import ConfigError, NotFound
@@ -22,6 +23,9 @@ from feilun.core.protocols import Catalog, ChatModel
 from feilun.core.records import Adapter, Alias, BaseModel, Record
 from feilun.models.packaged import PACKAGED_CHAT_MODELS, PackagedModel
 from feilun.models.sources import ModelSource
+
+if TYPE_CHECKING:
+    from feilun.models.merge import ArtifactReader
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -68,9 +72,12 @@ def _split(part: str, ref: str) -> tuple[str, int | None]:
 class ModelRegistry:
     """Registers, resolves and opens models."""
 
-    def __init__(self, catalog: Catalog, cache_dir: Path) -> None:
+    def __init__(
+        self, catalog: Catalog, cache_dir: Path, artifacts: ArtifactReader | None = None
+    ) -> None:
         self.catalog = catalog
         self.cache_dir = cache_dir
+        self.artifacts = artifacts
         self._open: dict[str, ChatModel] = {}
         self._opening = threading.Lock()
 
@@ -246,6 +253,20 @@ class ModelRegistry:
             card["chat_template"] = adapter.chat_template or base.chat_template
         return card
 
+    def with_files(self, resolved: Resolved) -> Resolved:
+        """`resolved` with its adapter's files restored from the artifact store into the cache.
+
+        Without an artifact store (or without an adapter) it is returned as it is, and the
+        adapter loads from the folder its record names.
+        """
+        if resolved.adapter is None or self.artifacts is None:
+            return resolved
+        from feilun.models.merge import restore_adapter
+
+        return Resolved(
+            resolved.base, restore_adapter(resolved.adapter, self.artifacts, self.cache_dir)
+        )
+
     def open(self, ref: str | Resolved) -> ChatModel:
         """A ready ChatModel for the reference (or an already resolved one), loaded once."""
         resolved = ref if isinstance(ref, Resolved) else self.resolve(ref)
@@ -263,7 +284,7 @@ class ModelRegistry:
                             "serve adapters on a base model with the transformers runtime",
                         )
                     self._open[key] = factory(
-                        resolved.base, self.cache_dir, adapter=resolved.adapter
+                        resolved.base, self.cache_dir, adapter=self.with_files(resolved).adapter
                     )
         return self._open[key]
 

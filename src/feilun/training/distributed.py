@@ -1,4 +1,4 @@
-"""Data parallelism across processes started by torchrun (gloo on CPU, NCCL on GPUs).
+"""Data parallelism across processes started by an engine (torchrun or Ray Train; gloo on CPU).
 
 Each process computes gradients of its share of a step's examples, scaled by the token count
 of the whole step, so summing gradients over processes gives exactly the one-process gradient.
@@ -8,16 +8,11 @@ With one process every function here is a no-op.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-
-from feilun.core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -41,7 +36,10 @@ class World:
 
 
 def join_world() -> World:
-    """Join the process group torchrun describes (its RANK/WORLD_SIZE variables), if any."""
+    """Join the process group the engine describes (RANK/WORLD_SIZE variables), if any.
+
+    Ray Train has set the group up already; torchrun leaves that to this process.
+    """
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return World()
@@ -80,30 +78,3 @@ def barrier(world: World) -> None:
     """Wait for every process."""
     if world.size > 1:
         dist.barrier()
-
-
-def launch(nproc: int, argv: Sequence[str]) -> int:
-    """Run `feilun <argv>` in `nproc` processes under torchrun; their exit code."""
-    if nproc < 1:
-        raise ConfigError(f"--nproc={nproc} must be at least 1", "pass --nproc 2 or more")
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        f"--nproc-per-node={nproc}",
-        "--master-addr=127.0.0.1",
-        f"--master-port={_free_port()}",
-        "--no-python",
-        sys.executable,
-        "-c",
-        "from feilun.cli.main import run; run()",
-        *argv,
-    ]
-    # the first process reports through files (status, manifest); stdout would repeat it
-    return subprocess.run(command, stdout=subprocess.DEVNULL, check=False).returncode
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -1,18 +1,19 @@
 """Training recipes as YAML: the schema, dotted overrides and errors that name the key.
 
 One schema serves every recipe (`sft_lora`, `dpo_lora`, `cpt_lora`); each field's
-`description` is its help text. Unknown keys are named with the closest known key.
+`description` is its help text. Reading, overrides and unknown keys (named with the closest
+known key) go through `core.overrides`, as cleaning recipes do.
 """
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
 
 from feilun.core.errors import ConfigError
+from feilun.core.overrides import Yaml, apply_overrides, read_mapping, unknown_keys
 from feilun.core.records import hash_content
 
 RECIPES_DIR = Path("recipes/train")
@@ -138,21 +139,15 @@ class Recipe(pydantic.BaseModel):
 def load_recipe(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read a recipe YAML, apply `dotted.key=value` overrides, validate."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(
-            f"cannot read recipe {path}: {e.strerror or e}",
-            f"check the path; `feilun recipes ls` lists the shipped ones in {RECIPES_DIR}/",
-        ) from e
-    raw = _parse_yaml(text, str(path))
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"recipe {path} must be a mapping of keys, got {type(raw).__name__}",
-            f"copy a shipped one: `feilun recipes cp tiny_sft_lora {path.name}`",
-        )
-    for override in overrides:
-        apply_override(raw, override)
+    yaml = _yaml()
+    raw = read_mapping(
+        path,
+        yaml,
+        shape="of keys",
+        shipped=f"`feilun recipes ls` lists the shipped ones in {RECIPES_DIR}/",
+        start=f"copy a shipped one: `feilun recipes cp tiny_sft_lora {path.name}`",
+    )
+    apply_overrides(raw, overrides, yaml, example="`train.lr=1e-4`")
     return validate_recipe(raw, str(path))
 
 
@@ -164,66 +159,20 @@ def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
         raise _recipe_error(source, e) from e
 
 
-def apply_override(raw: dict[str, Any], override: str) -> None:
-    """Set one `dotted.key=value` in parsed YAML; the value is read as YAML (`1e-4`, `[a, b]`)."""
-    key, sep, text = override.partition("=")
-    parts = key.strip().split(".")
-    if not sep or not all(parts):
-        raise ConfigError(
-            f"override {override!r} is not key=value", "write it like `train.lr=1e-4`"
-        )
-    value = _parse_yaml(text, f"override {override!r}")
-    target = raw
-    for depth, part in enumerate(parts[:-1]):
-        child = target.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(
-                f"override {override!r}: {'.'.join(parts[: depth + 1])} is a value, not a section",
-                "override the value itself",
-            )
-        target = child
-    target[parts[-1]] = value
+def _yaml() -> Yaml:
+    import yaml  # here, not at the top: `feilun --help` stays instant
 
-
-def _parse_yaml(text: str, source: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(
-            f"{source} is not valid YAML{where}: {getattr(e, 'problem', e)}",
-            "fix the YAML syntax (indentation, a missing ':' or an unclosed quote)",
-        ) from e
-
-
-def _known_keys(model: type[pydantic.BaseModel], prefix: str = "") -> list[str]:
-    keys = []
-    for name, field in model.model_fields.items():
-        keys.append(prefix + name)
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
-            keys += _known_keys(annotation, f"{prefix}{name}.")
-    return keys
+    return Yaml(yaml.safe_load, yaml.YAMLError)
 
 
 def _recipe_error(source: str, error: pydantic.ValidationError) -> ConfigError:
-    problems = error.errors()
-    unknown = [
-        ".".join(str(p) for p in e["loc"]) for e in problems if e["type"] == "extra_forbidden"
-    ]
+    unknown = unknown_keys(error, Recipe)
     if unknown:
-        known = _known_keys(Recipe)
-        hints = []
-        for key in unknown:
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
-            hints.append(f"{key} (did you mean {close[0]}?)" if close else key)
         return ConfigError(
-            f"{source}: unknown key(s) {', '.join(hints)}",
+            f"{source}: unknown key(s) {', '.join(unknown)}",
             "fix the spelling; `feilun recipes validate FILE` lists every key with its help",
         )
+    problems = error.errors()
     first = problems[0]
     where = ".".join(str(p) for p in first["loc"]) or "(top level)"
     got = "" if first["type"] == "missing" else f" (got {first['input']!r})"
