@@ -17,9 +17,12 @@ from feilun.cli import (
     chat,
     data,
     demo,
+    eval,
     kb,
+    label,
     models,
     recipes,
+    safety,
     serve,
     train,
     workspace,
@@ -43,7 +46,10 @@ app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")
 app.add_typer(kb.app, name="kb")
 app.add_typer(train.app, name="train")
+app.add_typer(eval.app, name="eval")
 app.add_typer(recipes.app, name="recipes")
+app.add_typer(safety.app, name="safety")
+app.add_typer(label.app, name="label")
 app.add_typer(accounts.tenants_app, name="tenants")
 app.add_typer(accounts.keys_app, name="keys")
 app.add_typer(accounts.quotas_app, name="quotas")

@@ -1,0 +1,82 @@
+"""`feilun label add|verify`: AIGC implicit labels (GB 45438-2025) in exported files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from feilun.cli import options
+from feilun.cli.output import print_json
+
+app = typer.Typer(help="Add and verify AIGC labels on files.", no_args_is_help=True)
+
+KeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        help="Label key (default: the workspace's safety/label.key).",
+        show_default=False,
+    ),
+]
+
+
+def _key_path(key_file: Path | None, workspace: Path | None, must_exist: bool) -> Path:
+    from feilun.core.settings import resolve_workspace
+    from feilun.governance.workspace import LABEL_KEY_FILE, safety_dir
+
+    if key_file is not None:
+        return key_file
+    return safety_dir(resolve_workspace(workspace), must_exist=must_exist) / LABEL_KEY_FILE
+
+
+@app.command("add")
+def add(
+    file: Annotated[Path, typer.Argument(help="A .json or .md file of generated content.")],
+    producer: Annotated[str, typer.Option(help="ContentProducer: your service or filing code.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Write here (default: in place).", show_default=False)
+    ] = None,
+    key_file: KeyFile = None,
+    workspace: options.Workspace = None,
+) -> None:
+    """Embed a signed implicit label (JSON `AIGC` key, or Markdown front matter)."""
+    from feilun.governance.labels import label_document, load_or_create_key
+
+    key = load_or_create_key(_key_path(key_file, workspace, must_exist=True))
+    text = label_document(file.read_text(encoding="utf-8"), file.suffix.lower(), key, producer)
+    target = out or file
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+    typer.echo(f"labelled {target}")
+
+
+@app.command("verify")
+def verify(
+    file: Annotated[Path, typer.Argument(help="A labelled .json or .md file.")],
+    key_file: KeyFile = None,
+    workspace: options.Workspace = None,
+    json: options.Json = False,
+) -> None:
+    """Check that FILE carries an AIGC label whose signature matches; exit 1 if not."""
+    from feilun.governance.labels import read_key, verify_document
+
+    key = read_key(_key_path(key_file, workspace, must_exist=False))
+    check = verify_document(file.read_text(encoding="utf-8"), file.suffix.lower(), key)
+    if json:
+        print_json(
+            {
+                "file": str(file),
+                "is_valid": check.is_valid,
+                "problem": check.problem,
+                "label": check.label,
+            }
+        )
+    elif check.is_valid:
+        typer.echo(f"{file}: AIGC label present and signature valid")
+    else:
+        typer.secho(f"{file}: {check.problem}", fg=typer.colors.RED, err=True)
+    if not check.is_valid:
+        raise typer.Exit(1)

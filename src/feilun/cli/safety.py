@@ -1,0 +1,276 @@
+"""`feilun safety check|train` and `feilun safety lexicon import|list|test`: moderation."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from feilun.cli import options
+from feilun.cli.output import print_json, print_table
+from feilun.core.errors import BadInput, ConfigError
+
+if TYPE_CHECKING:
+    from feilun.governance.moderation import Moderator
+
+app = typer.Typer(help="Moderate text: lexicon, classifier, policies.", no_args_is_help=True)
+lexicon_app = typer.Typer(help="The workspace's keyword lexicon.", no_args_is_help=True)
+app.add_typer(lexicon_app, name="lexicon")
+
+DECISIONS = ("allow", "flag", "refuse", "block")
+MAX_ROWS_SHOWN = 20
+
+PolicyFile = Annotated[
+    Path | None,
+    typer.Option("--policy", help="Policy YAML (see recipes/governance/).", show_default=False),
+]
+ClassifierFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--classifier",
+        help="Classifier JSON (default: the workspace's, when trained).",
+        show_default=False,
+    ),
+]
+
+
+def _moderator(
+    workspace: Path | None,
+    policy: Path | None,
+    lexicons: list[Path] | None,
+    classifier: Path | None,
+    use_classifier: bool,
+) -> Moderator:
+    from feilun.core.settings import resolve_workspace
+    from feilun.governance.moderation import load_policy
+    from feilun.governance.workspace import build_moderator
+
+    return build_moderator(
+        resolve_workspace(workspace),
+        policy=load_policy(policy) if policy else None,
+        extra_lexicons=lexicons,
+        classifier_path=classifier,
+        use_classifier=use_classifier,
+    )
+
+
+def _read_field(path: Path, field: str) -> list[tuple[str, str]]:
+    """(id, text) of each row of a JSONL file; BadInput naming the first bad line."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInput(f"cannot read {str(path)!r}: {e}", "give a UTF-8 JSONL file") from e
+    items = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = jsonlib.loads(line)
+            text = row[field]
+        except (ValueError, KeyError, TypeError) as e:
+            raise BadInput(
+                f"{path}:{number}: not a JSON object with the field {field!r}",
+                "fix the row, or name the text field with --field",
+            ) from e
+        items.append((str(row.get("id", number)), str(text)))
+    return items
+
+
+def check(
+    text: Annotated[str | None, typer.Argument(help="Text to check.", show_default=False)] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="JSONL file of items.", show_default=False)
+    ] = None,
+    field: Annotated[str, typer.Option(help="JSONL field holding the text.")] = "prompt",
+    policy: PolicyFile = None,
+    lexicon: Annotated[
+        list[Path] | None,
+        typer.Option("--lexicon", help="Extra lexicon file (repeatable).", show_default=False),
+    ] = None,
+    classifier: ClassifierFile = None,
+    use_classifier: Annotated[
+        bool, typer.Option("--use-classifier/--no-classifier", help="Use the classifier layer.")
+    ] = True,
+    workspace: options.Workspace = None,
+    json: options.Json = False,
+) -> None:
+    """Moderation verdict (allow, flag, refuse, block) of TEXT or of each item of --file."""
+    if (text is None) == (file is None):
+        raise ConfigError(
+            "give TEXT or --file F.jsonl (one of them)", "see `feilun safety check --help`"
+        )
+    moderator = _moderator(workspace, policy, lexicon, classifier, use_classifier)
+    if text is not None:
+        verdict = moderator.check(text)
+        if json:
+            print_json(verdict.to_dict())
+            return
+        results = [{"id": "text", **_summary(verdict.to_dict())}]
+    else:
+        assert file is not None
+        items = _read_field(file, field)
+        results = [{"id": i, **_summary(moderator.check(t).to_dict())} for i, t in items]
+    counts = Counter(r["decision"] for r in results)
+    total = len(results)
+    shares = {d: round(counts[d] / total, 4) if total else 0.0 for d in DECISIONS}
+    if json:
+        counted = {d: counts[d] for d in DECISIONS}
+        print_json({"total": total, "counts": counted, "shares": shares, "items": results})
+        return
+    shown = results if total <= MAX_ROWS_SHOWN else [r for r in results if r["decision"] != "allow"]
+    rows = [
+        (r["id"], r["decision"], r["category"] or "", r["layer"] or "", r["why"])
+        for r in shown[:MAX_ROWS_SHOWN]
+    ]
+    print_table("moderation", ["id", "decision", "category", "layer", "why"], rows)
+    if text is not None and verdict.refusal:
+        typer.echo(f"refusal: {verdict.refusal}")
+    if file is not None:
+        summary = [(d, counts[d], f"{shares[d]:.1%}") for d in DECISIONS]
+        print_table(f"{total} items from {file}", ["decision", "items", "share"], summary)
+
+
+def _summary(verdict: dict[str, Any]) -> dict[str, Any]:
+    hits = verdict["hits"]
+    why = ", ".join(
+        h["term"] if h["layer"] == "lexicon" else f"classifier p={h['score']}" for h in hits[:3]
+    )
+    return {
+        "decision": verdict["decision"],
+        "category": verdict["category"],
+        "layer": verdict["layer"],
+        "language": verdict["language"],
+        "why": why,
+    }
+
+
+def train(
+    file: Annotated[Path, typer.Option("--file", help="JSONL file of labelled texts.")],
+    text_field: Annotated[str, typer.Option(help="Field holding the text.")] = "text",
+    label_field: Annotated[str, typer.Option(help="Field holding the label.")] = "label",
+    benign_label: Annotated[str, typer.Option(help="The label of safe texts.")] = "safe",
+    category: Annotated[
+        str, typer.Option(help="TC260 risk for unsafe labels that are not risk ids themselves.")
+    ] = "other_prohibited",
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the data.")] = 100,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write the model (default: the workspace's).", show_default=False
+        ),
+    ] = None,
+    workspace: options.Workspace = None,
+    json: options.Json = False,
+) -> None:
+    """Train the char n-gram classifier layer (Chinese and English) on a labelled JSONL file."""
+    from feilun.cli.output import spinner
+    from feilun.core.settings import resolve_workspace
+    from feilun.governance.classifier import file_sha256, read_examples, train_classifier
+    from feilun.governance.workspace import CLASSIFIER_FILE, safety_dir
+
+    if out is None:
+        out = safety_dir(resolve_workspace(workspace), must_exist=True) / CLASSIFIER_FILE
+    examples = read_examples(file, text_field, label_field)
+    with spinner(f"training on {len(examples)} rows"):
+        model = train_classifier(examples, benign_label, category=category, epochs=epochs)
+    model.source = {"file": str(file), "sha256": file_sha256(file), "rows": len(examples)}
+    model.save(out)
+    result = {"path": str(out), "labels": model.labels, **model.metrics}
+    if json:
+        print_json(result)
+        return
+    print_table(f"classifier saved to {out}", ["", "value"], list(result.items()))
+
+
+@lexicon_app.command("import")
+def lexicon_import(
+    file: Annotated[Path, typer.Argument(help="Lexicon file, or a word list with --category.")],
+    category: Annotated[
+        str | None,
+        typer.Option(
+            help="Treat FILE as a plain word list, every term of this risk.", show_default=False
+        ),
+    ] = None,
+    workspace: options.Workspace = None,
+    json: options.Json = False,
+) -> None:
+    """Add the terms of FILE to the workspace lexicon (the whole file or nothing)."""
+    from feilun.core.settings import resolve_workspace
+    from feilun.governance.lexicon import (
+        Lexicon,
+        read_lexicon,
+        read_word_list,
+        write_lexicon,
+    )
+    from feilun.governance.workspace import LEXICON_FILE, safety_dir
+
+    path = safety_dir(resolve_workspace(workspace), must_exist=True) / LEXICON_FILE
+    new = read_word_list(file, category) if category else read_lexicon(file)
+    current = read_lexicon(path) if path.is_file() else Lexicon(())
+    merged = current.merged(new)
+    write_lexicon(merged, path)
+    added = len(merged) - len(current)
+    result = {"file": str(file), "read": len(new), "added": added, "total": len(merged)}
+    if json:
+        print_json(result)
+        return
+    typer.echo(f"added {added} of {len(new)} terms from {file}; {path} has {len(merged)}")
+
+
+@lexicon_app.command("list")
+def lexicon_list(
+    category: Annotated[
+        str | None, typer.Option(help="Show this risk's terms.", show_default=False)
+    ] = None,
+    workspace: options.Workspace = None,
+    json: options.Json = False,
+) -> None:
+    """Terms per TC260 risk in the lexicon in force (default plus workspace)."""
+    from feilun.core.settings import resolve_workspace
+    from feilun.governance.lexicon import ALLOW
+    from feilun.governance.taxonomy import RISKS, resolve_risk
+    from feilun.governance.workspace import workspace_lexicon
+
+    lexicon = workspace_lexicon(resolve_workspace(workspace))
+    if category is not None:
+        risk = category if category == ALLOW else resolve_risk(category, where="--category")
+        terms = [e.term for e in lexicon.entries if e.category == risk]
+        if json:
+            print_json({"category": risk, "terms": terms})
+        else:
+            print_table(f"{risk}: {len(terms)} terms", ["term"], [(t,) for t in terms])
+        return
+    counts = lexicon.counts()
+    rows = [(r.code, r.id, r.name_zh, r.name_en, counts.get(r.id, 0)) for r in RISKS]
+    rows.append(("", ALLOW, "例外", "exceptions", counts.get(ALLOW, 0)))
+    if json:
+        keys = ("code", "id", "name_zh", "name_en", "terms")
+        print_json([dict(zip(keys, row, strict=True)) for row in rows])
+        return
+    print_table(f"lexicon: {len(lexicon)} terms", ["code", "id", "中文", "risk", "terms"], rows)
+
+
+@lexicon_app.command("test")
+def lexicon_test(
+    text: Annotated[str, typer.Argument(help="Text to match against the lexicon.")],
+    workspace: options.Workspace = None,
+    json: options.Json = False,
+) -> None:
+    """The lexicon terms found in TEXT, with their spans and risks."""
+    from feilun.core.settings import resolve_workspace
+    from feilun.governance.lexicon import KeywordMatcher
+    from feilun.governance.workspace import workspace_lexicon
+
+    matches = KeywordMatcher(workspace_lexicon(resolve_workspace(workspace))).find(text)
+    if json:
+        print_json([m.__dict__ for m in matches])
+        return
+    rows = [(m.start, m.end, m.term, m.category) for m in matches]
+    print_table(f"{len(matches)} matches", ["start", "end", "term", "category"], rows)
+
+
+app.command("check")(check)
+app.command("train")(train)

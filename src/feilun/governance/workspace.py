@@ -1,0 +1,59 @@
+"""Where a workspace keeps its safety files, and the moderator built from them.
+
+`<workspace>/safety/lexicon.txt` holds imported terms (merged over the shipped default
+lexicon); `<workspace>/safety/classifier.json` is the trained classifier, used when present;
+`<workspace>/safety/label.key` signs AIGC labels (created on first use, mode 0600).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from feilun.core.errors import WorkspaceError
+from feilun.core.settings import SETTINGS_FILE
+from feilun.governance.classifier import Classifier, load_classifier
+from feilun.governance.lexicon import Lexicon, default_lexicon, read_lexicon
+from feilun.governance.moderation import Moderator, Policy
+
+SAFETY_DIR = "safety"
+LEXICON_FILE = "lexicon.txt"
+CLASSIFIER_FILE = "classifier.json"
+LABEL_KEY_FILE = "label.key"  # the deployment's AIGC label key, in the safety folder
+
+
+def safety_dir(workspace: Path, must_exist: bool = False) -> Path:
+    """The workspace's safety folder; WorkspaceError when `must_exist` and there is no workspace."""
+    if must_exist and not (workspace / SETTINGS_FILE).is_file():
+        raise WorkspaceError(
+            f"no Feilun workspace at {workspace}",
+            f"create one with `feilun init --workspace {workspace}`, or point --workspace or "
+            "FEILUN_WORKSPACE at an existing one",
+        )
+    return workspace / SAFETY_DIR
+
+
+def workspace_lexicon(workspace: Path) -> Lexicon:
+    """The default lexicon plus the workspace's imported terms (the workspace's come first)."""
+    path = workspace / SAFETY_DIR / LEXICON_FILE
+    if path.is_file():
+        return read_lexicon(path).merged(default_lexicon())
+    return default_lexicon()
+
+
+def build_moderator(
+    workspace: Path,
+    policy: Policy | None = None,
+    extra_lexicons: list[Path] | None = None,
+    classifier_path: Path | None = None,
+    use_classifier: bool = True,
+) -> Moderator:
+    """The moderator of a workspace: its lexicon (plus extra files) and classifier, if any."""
+    lexicon = workspace_lexicon(workspace)
+    for path in extra_lexicons or []:
+        lexicon = read_lexicon(path).merged(lexicon)
+    classifier: Classifier | None = None
+    if use_classifier:
+        path = classifier_path or workspace / SAFETY_DIR / CLASSIFIER_FILE
+        if classifier_path is not None or path.is_file():
+            classifier = load_classifier(path)
+    return Moderator(lexicon, policy, classifier)
