@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import hmac
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -224,31 +223,12 @@ def minilm() -> Embedder:
     return load_embedder(folder, name=MINILM.name)
 
 
-@contextmanager
-def serve_app(app: Any) -> Iterator[str]:
-    """Run an ASGI app under uvicorn on a free port of 127.0.0.1; yield its base URL."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
 @pytest.fixture(scope="session")
-def server(tiny_chat_model: ChatModel, minilm: Embedder) -> Iterator[Server]:
+def server(
+    tiny_chat_model: ChatModel,
+    minilm: Embedder,
+    serve_app: Callable[[Any], AbstractContextManager[str]],
+) -> Iterator[Server]:
     """The real app under uvicorn on a free port of 127.0.0.1."""
     from feilun.serving.app import build_app
 

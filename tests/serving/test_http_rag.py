@@ -8,15 +8,14 @@ knowledge base built from them, served by `build_server_app` under uvicorn.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 from typer.testing import CliRunner
-
-from .conftest import serve_app
 
 DOCS = Path("../shared/data/industry/docs")
 OSHA = DOCS / "en" / "US-Code-Title29-Ch15-Occupational-Safety-and-Health-Act.md"
@@ -33,7 +32,10 @@ def feilun(workspace: Path, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
+def client(
+    tmp_path_factory: pytest.TempPathFactory,
+    serve_app: Callable[[Any], AbstractContextManager[str]],
+) -> Iterator[openai.OpenAI]:
     from feilun.app.serve import build_server_app
     from feilun.app.workspace import opened
     from feilun.models.tiny import build_tiny_model

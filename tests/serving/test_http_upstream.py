@@ -7,7 +7,8 @@ and a client leaving mid-stream closes the upstream's stream too.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
@@ -16,13 +17,15 @@ import pytest
 from feilun.models.runtimes.openai_upstream import UpstreamChatModel
 from feilun.serving.app import build_app
 
-from .conftest import KEY, Server, make_gateway, make_ledger, serve_app
+from .conftest import KEY, Server, make_gateway, make_ledger
 
 PROMPT = [{"role": "user", "content": "Tell me a long story."}]
 
 
 @pytest.fixture(scope="module")
-def front(server: Server) -> Iterator[Server]:
+def front(
+    server: Server, serve_app: Callable[[Any], AbstractContextManager[str]]
+) -> Iterator[Server]:
     """A gateway whose models are the `server` gateway's, reached over HTTP."""
     upstream = {
         name: UpstreamChatModel(f"{server.url}/v1", name, api_key=KEY, name=name)

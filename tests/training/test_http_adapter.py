@@ -8,11 +8,8 @@ A real run on the tiny model, then `build_server_app` over the same workspace un
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -41,28 +38,6 @@ def feilun(workspace: Path, *args: str) -> str:
     return result.output
 
 
-@contextmanager
-def serve_app(app: Any) -> Iterator[str]:
-    """Run an ASGI app under uvicorn on a free port of 127.0.0.1; yield its base URL."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
 @pytest.fixture
 def trained(workspace: Path) -> str:
     """Run `r1` (tiny_sft_lora) to the end; the reference it registered."""
@@ -73,7 +48,9 @@ def trained(workspace: Path) -> str:
     return str(manifest["result"])
 
 
-def test_openai_client_gets_the_adapters_greedy_text(workspace: Path, trained: str) -> None:
+def test_openai_client_gets_the_adapters_greedy_text(
+    workspace: Path, trained: str, serve_app: Callable[[Any], AbstractContextManager[str]]
+) -> None:
     from feilun.app.serve import build_server_app
 
     assert trained == "tiny:greetings-sft-lora@1"

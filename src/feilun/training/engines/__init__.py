@@ -7,13 +7,11 @@ Each module exposes `launch(nproc: int, argv: Sequence[str]) -> int`: run the `f
 
 from __future__ import annotations
 
-import difflib
 import importlib
-import pkgutil
 from collections.abc import Sequence
 from typing import Protocol, cast
 
-from feilun.core.errors import PluginError
+from feilun.training.modules import check_module_name, module_names
 
 
 class Engine(Protocol):
@@ -26,18 +24,16 @@ class Engine(Protocol):
 
 def engine_names() -> list[str]:
     """The engines that exist, sorted."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    return module_names(__path__)
 
 
 def lookup_engine(name: str) -> Engine:
     """The engine module `name`; an unknown name fails with the list and the closest one."""
-    known = engine_names()
-    if name not in known:
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise PluginError(
-            f"unknown engine {name!r}{hint}; engines: {', '.join(known)}",
-            "pass --engine with one of those; a new engine is a module in "
-            "feilun/training/engines/ with a `launch(nproc, argv)` function",
-        )
+    check_module_name(
+        name,
+        engine_names(),
+        kind="engine",
+        fix="pass --engine with one of those; a new engine is a module in "
+        "feilun/training/engines/ with a `launch(nproc, argv)` function",
+    )
     return cast(Engine, importlib.import_module(f"{__name__}.{name}"))

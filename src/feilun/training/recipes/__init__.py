@@ -6,30 +6,26 @@ other: a new one starts as a copy of the closest and changes what differs.
 
 from __future__ import annotations
 
-import difflib
 import importlib
-import pkgutil
 from types import ModuleType
 
-from feilun.core.errors import PluginError
+from feilun.training.modules import check_module_name, module_names
 
 
 def recipe_names() -> list[str]:
     """The recipes that exist, sorted."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    return module_names(__path__)
 
 
 def check_recipe_name(name: str) -> None:
     """Fail on an unknown recipe with the list and the closest name (nothing is imported)."""
-    known = recipe_names()
-    if name not in known:
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise PluginError(
-            f"unknown recipe {name!r}{hint}; recipes: {', '.join(known)}",
-            "set `recipe:` to one of those; a new recipe is a copy of the closest one in "
-            "feilun/training/recipes/ with what differs changed",
-        )
+    check_module_name(
+        name,
+        recipe_names(),
+        kind="recipe",
+        fix="set `recipe:` to one of those; a new recipe is a copy of the closest one in "
+        "feilun/training/recipes/ with what differs changed",
+    )
 
 
 def lookup_recipe(name: str) -> ModuleType:
