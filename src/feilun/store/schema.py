@@ -158,3 +158,71 @@ traces = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Index("ix_traces_tenant_id_created_at", "tenant_id", "created_at"),
 )
+
+# --- The flywheel and governance: feedback, the audit chain, flywheel turns (migration 0003) ---
+
+# One row per piece of feedback on a trace. (tenant_id, client_id) is unique, so a client that
+# retries with the same id records its feedback once; rows without a client id never collide.
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.String(), primary_key=True),
+    sa.Column("trace_id", sa.String(), nullable=False),
+    sa.Column("tenant_id", sa.String(), nullable=False),
+    sa.Column("key_prefix", sa.String(), nullable=False),
+    sa.Column("client_id", sa.String(), nullable=True),
+    sa.Column("rating", sa.Integer, nullable=False),  # -1/+1 (down/up) or 1..5 (stars)
+    sa.Column("scale", sa.String(), nullable=False),  # "thumbs" or "stars"
+    sa.Column("corrected_answer", sa.Text, nullable=True),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("comment", sa.Text, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("tenant_id", "client_id"),
+    sa.Index("ix_feedback_trace_id", "trace_id"),
+    sa.Index("ix_feedback_tenant_id_created_at", "tenant_id", "created_at"),
+)
+
+# The append-only audit chain (see governance/audit.py). seq is the primary key, so two writers
+# racing for the same place in the chain cannot both succeed: the loser retries on the new tip.
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("at", sa.String(), nullable=False),  # ISO 8601 UTC, exactly as hashed
+    sa.Column("actor", sa.String(), nullable=False),
+    sa.Column("action", sa.String(), nullable=False),
+    sa.Column("target", sa.String(), nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_audit_events_action", "action"),
+)
+
+# A signed checkpoint pins the chain up to `seq`: later edits before it are caught even by
+# someone who re-hashes the tail with a stolen key, as long as the checkpoint key differs.
+audit_checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("at", sa.String(), nullable=False),
+    sa.Column("signature", sa.String(), nullable=False),
+)
+
+# One row per flywheel turn: `state` holds each finished step's outputs, so a crashed turn
+# resumes at the first step without them.
+flywheel_turns = sa.Table(
+    "flywheel_turns",
+    metadata,
+    sa.Column("id", sa.String(), primary_key=True),
+    sa.Column("name", sa.String(), nullable=False),  # the turn config's name
+    sa.Column("number", sa.Integer, nullable=False),  # 1, 2, ... per name
+    sa.Column("status", sa.String(), nullable=False),  # running|promoted|rejected|stopped|failed
+    sa.Column("step", sa.String(), nullable=False),  # the step running or last finished
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("state", sa.JSON, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("finished_at", UtcDateTime, nullable=True),
+    sa.UniqueConstraint("name", "number"),
+)
