@@ -11,7 +11,6 @@ and XQuAD contexts) with a few planted terms, in the same run:
   width folding, Latin word boundaries, allow-list exceptions and leftmost-longest selection.
 - `pyahocorasick iter (raw)`: the same automaton's `iter` over pre-folded text, no post-work:
   the floor our wrapper adds to.
-- `feilun.data.matching (pure Python)`: the data stage's stdlib Aho-Corasick.
 - `re alternation`: one `re.compile("|".join(terms), re.I)`, longest terms first; on a slice
   of the text only (it is orders of magnitude slower).
 
@@ -37,7 +36,6 @@ from typing import Any
 
 import ahocorasick
 
-from feilun.data.matching import build_matcher
 from feilun.governance.classifier import train_classifier
 from feilun.governance.lexicon import Entry, KeywordMatcher, Lexicon, default_lexicon, fold_case
 from feilun.governance.moderation import Moderator
@@ -88,7 +86,6 @@ def throughput(lexicon: Lexicon, megabytes: float, repeats: int) -> list[dict[st
     ours = KeywordMatcher(lexicon)
     raw = ours.automaton
     folded = fold_case(text)
-    pure = build_matcher(terms)
     regex_slice = text[: max(20_000, len(text) // 50)]
     regex = re.compile("|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)), re.I)
 
@@ -98,7 +95,6 @@ def throughput(lexicon: Lexicon, megabytes: float, repeats: int) -> list[dict[st
     plan: list[tuple[str, str, Callable[[], Any]]] = [
         ("feilun KeywordMatcher.find", text, lambda: len(ours.find(text))),
         ("pyahocorasick iter (raw)", text, raw_iter),
-        ("feilun.data.matching (pure Python)", text, lambda: len(pure.find(text))),
         (
             "re alternation (2% slice)",
             regex_slice,

@@ -5,10 +5,14 @@
 
 from __future__ import annotations
 
+import random
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from feilun.app.answering import open_library, open_rag_model
+from feilun.app.audit import audit_log
+from feilun.app.moderation import build_moderation, policy_store
 from feilun.app.workspace import Workspace
 from feilun.core import registry as plugins
 from feilun.core.caching import TtlCache
@@ -28,24 +32,46 @@ if TYPE_CHECKING:
 RESOLVE_TTL_S = 0.5  # a name follows a moved alias within twice this (see get_or_refresh)
 
 
+@dataclass(frozen=True)
+class Route:
+    """Where a served name goes: one model, or an alias's target and its canary's share."""
+
+    main: tuple[str, ChatModel]
+    canary: tuple[str, ChatModel] | None = None
+    share: float = 0.0
+
+    def pick(self, rng: random.Random) -> tuple[str, ChatModel]:
+        """The (ref, model) for one request: the canary for its share of draws."""
+        if self.canary is not None and rng.random() < self.share:
+            return self.canary
+        return self.main
+
+
 def build_gateway(workspace: Workspace) -> Gateway:
     """Wire the registry, the packaged embedder and the SQL ledger into a Gateway."""
     registry = workspace.models
     # A moved alias (`prod` promoted) or a new version is picked up within a second; a
     # name in use is re-resolved (and a new model loaded) in the background, off the hot path.
-    opened: TtlCache[str, tuple[str, ChatModel]] = TtlCache(ttl_s=RESOLVE_TTL_S)
+    opened: TtlCache[str, Route] = TtlCache(ttl_s=RESOLVE_TTL_S)
 
     library = open_library(workspace)
 
-    def resolve(name: str) -> tuple[str, ChatModel]:
-        if name.startswith(RAG_PREFIX):  # `rag:KB` or `rag:KB:MODEL`
-            kb, _, model = name.removeprefix(RAG_PREFIX).partition(":")
-            return open_rag_model(workspace, library, kb, model or None)
-        resolved = registry.resolve(name)
+    def open_ref(ref: str) -> tuple[str, ChatModel]:
+        resolved = registry.resolve(ref)
         return resolved.ref, registry.open(resolved)
 
+    def route(name: str) -> Route:
+        if name.startswith(RAG_PREFIX):  # `rag:KB` or `rag:KB:MODEL`
+            kb, _, model = name.removeprefix(RAG_PREFIX).partition(":")
+            return Route(open_rag_model(workspace, library, kb, model or None))
+        alias = registry.alias(name)
+        canary = alias.meta.get("canary") if alias is not None else None
+        if alias is not None and canary:  # both sides open; each request draws its own
+            return Route(open_ref(alias.target), open_ref(canary["target"]), canary["share"])
+        return Route(open_ref(name))
+
     def open_model(name: str) -> tuple[str, ChatModel]:
-        return opened.get_or_refresh(name, lambda: resolve(name))
+        return opened.get_or_refresh(name, lambda: route(name)).pick(registry.rng)
 
     def model_names() -> list[str]:
         knowledge_bases = [RAG_PREFIX + kb.name for kb in list_kbs(workspace.catalog)]
@@ -70,7 +96,7 @@ def build_gateway(workspace: Workspace) -> Gateway:
             if aclose is not None:
                 await aclose()
 
-    accounts = Accounts(workspace.database)
+    accounts = Accounts(workspace.database, audit=audit_log(workspace))
     ledger = SqlLedger(workspace.database, accounts, build_limiter(workspace.settings.redis_url))
     return Gateway(
         open_model=open_model,
@@ -80,16 +106,22 @@ def build_gateway(workspace: Workspace) -> Gateway:
         embedder_name=MINILM.name if MINILM.locate() is not None else None,
         shutdown=shutdown,
         limits=ServerLimits(max_body_bytes=workspace.settings.max_body_bytes),
+        moderation=build_moderation(workspace, accounts),
     )
 
 
 def build_server_app(workspace: Workspace) -> FastAPI:
     """The whole HTTP app: OpenAI routes, admin routes, tenant-scoped routes."""
+    from feilun.serving.admin.policies import router as policies_router
     from feilun.serving.admin.router import router as admin_router
     from feilun.serving.admin.router import tenant_router
     from feilun.serving.app import build_app
+    from feilun.serving.feedback import FeedbackStore
 
     app = build_app(build_gateway(workspace))
+    app.state.policies = policy_store(workspace)
+    app.include_router(policies_router)
+    app.state.feedback = FeedbackStore(workspace.database)
     app.include_router(admin_router)
     app.include_router(tenant_router)
     return app

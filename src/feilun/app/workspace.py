@@ -26,6 +26,7 @@ from feilun.core.settings import (
     load_settings,
     resolve_workspace,
 )
+from feilun.governance.watermark import deployment_watermark
 from feilun.models.registry import ModelRegistry
 from feilun.store import migrate
 from feilun.store.artifacts import ArtifactStore
@@ -72,7 +73,12 @@ def _build(settings: Settings) -> Workspace:
         catalog=catalog,
         artifacts=artifacts,
         # Adapters open from their stored files, so they outlive the run folder.
-        models=ModelRegistry(catalog, settings.resolved_model_cache, artifacts=artifacts),
+        models=ModelRegistry(
+            catalog,
+            settings.resolved_model_cache,
+            artifacts=artifacts,
+            watermark=deployment_watermark(settings, create=True) if settings.watermark else None,
+        ),
     )
 
 

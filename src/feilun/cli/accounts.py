@@ -43,11 +43,12 @@ class Format(StrEnum):
 
 @contextmanager
 def _accounts(workspace: Any) -> Iterator[tuple[OpenWorkspace, Accounts]]:
+    from feilun.app.audit import audit_log
     from feilun.app.workspace import opened
     from feilun.serving.accounts import Accounts
 
     with opened(workspace) as ws:
-        yield ws, Accounts(ws.database)
+        yield ws, Accounts(ws.database, audit=audit_log(ws))
 
 
 def _time(value: datetime | None) -> str:
@@ -303,6 +304,34 @@ def list_traces(
     ]
     columns = ["id", "time", "key", "model", "endpoint", "tokens", "ms", "status"]
     print_table("traces", columns, rows)
+
+
+@traces_app.command("purge")
+def purge_traces(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Delete traces older than this (e.g. 180d).")
+    ],
+    force: Annotated[
+        bool, typer.Option("--force", help="Allow a cutoff under the 180-day delivery-log minimum.")
+    ] = False,
+    workspace: options.Workspace = None,
+    json: options.Json = False,
+) -> None:
+    """Delete old traces (usage rows stay for billing); at least 180 days are kept."""
+    from feilun.core.errors import ConfigError
+    from feilun.serving.accounts import parse_duration
+    from feilun.serving.ledger import purge_traces as purge
+
+    try:
+        age = parse_duration(older_than)
+    except ConfigError as e:
+        raise ConfigError(f"--older-than {older_than!r} is not a duration", e.fix) from e
+    with _accounts(workspace) as (ws, _):
+        deleted = purge(ws.database, age, is_forced=force)
+    if json:
+        print_json({"deleted": deleted, "older_than": older_than})
+        return
+    typer.echo(f"deleted {deleted} traces older than {older_than}; usage rows kept")
 
 
 @traces_app.command("show")

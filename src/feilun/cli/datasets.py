@@ -226,6 +226,7 @@ def export(
     json: options.Json = False,
 ) -> None:
     """Write a dataset's rows to a JSONL or Parquet file."""
+    from feilun.app.audit import record
     from feilun.app.workspace import opened
     from feilun.data.datasets import export_dataset, resolve_dataset
 
@@ -233,6 +234,8 @@ def export(
         found = resolve_dataset(ws.catalog, ref)
         path = output or Path(f"{found.name}-{found.version}.{output_format.value}")
         export_dataset(ws.artifacts, found, path, format=output_format.value)
+        details = {"path": str(path.resolve()), "rows": found.count, "format": output_format.value}
+        record(ws, "data.exported", found.ref, details)
     if json:
         print_json({"dataset": found.ref, "path": str(path), "rows": found.count})
         return

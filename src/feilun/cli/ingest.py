@@ -52,6 +52,7 @@ def ingest(
     json: options.Json = False,
 ) -> None:
     """Extract the text of files (PDF, DOCX, HTML, Markdown, text, CSV, JSONL, ZIP of these)."""
+    from feilun.app.audit import record
     from feilun.app.workspace import opened
     from feilun.data.ingest import IngestLimits
     from feilun.data.ingest import ingest as ingest_files
@@ -73,6 +74,10 @@ def ingest(
             limits=limits,
             progress=progress,
         )
+        # Each file is its own catalog transaction; the batch is audited right after.
+        ingested = [f.record for f in report.files if f.status == "ingested"]
+        details = {"counts": report.counts, "documents": ingested[:100]}
+        record(ws, "data.ingested", collection, details)
     if json:
         print_json({"counts": report.counts, **dataclasses.asdict(report)})
     else:

@@ -14,10 +14,14 @@ from feilun import __version__
 from feilun.cli import (
     accounts,
     ask,
+    audit,
     chat,
     data,
     demo,
     eval,
+    feedback,
+    flywheel,
+    governance,
     kb,
     label,
     models,
@@ -25,6 +29,7 @@ from feilun.cli import (
     safety,
     serve,
     train,
+    watermark,
     workspace,
 )
 from feilun.core.errors import FeilunError
@@ -47,9 +52,14 @@ app.add_typer(data.app, name="data")
 app.add_typer(kb.app, name="kb")
 app.add_typer(train.app, name="train")
 app.add_typer(eval.app, name="eval")
+app.add_typer(feedback.app, name="feedback")
+app.add_typer(flywheel.app, name="flywheel")
 app.add_typer(recipes.app, name="recipes")
 app.add_typer(safety.app, name="safety")
 app.add_typer(label.app, name="label")
+app.add_typer(watermark.app, name="watermark")
+app.add_typer(audit.app, name="audit")
+app.add_typer(governance.app, name="governance")
 app.add_typer(accounts.tenants_app, name="tenants")
 app.add_typer(accounts.keys_app, name="keys")
 app.add_typer(accounts.quotas_app, name="quotas")

@@ -1,4 +1,4 @@
-"""`feilun safety check|train` and `feilun safety lexicon import|list|test`: moderation."""
+"""`feilun safety check|train`, `safety lexicon import|list|test`, `safety policy set|show`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import typer
 
 from feilun.cli import options
 from feilun.cli.output import print_json, print_table
+from feilun.cli.safety_assess import assess
 from feilun.core.errors import BadInput, ConfigError
 
 if TYPE_CHECKING:
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Moderate text: lexicon, classifier, policies.", no_args_is_help=True)
 lexicon_app = typer.Typer(help="The workspace's keyword lexicon.", no_args_is_help=True)
 app.add_typer(lexicon_app, name="lexicon")
+policy_app = typer.Typer(
+    help="Tenants' policies as the gateway applies them.", no_args_is_help=True
+)
+app.add_typer(policy_app, name="policy")
 
 DECISIONS = ("allow", "flag", "refuse", "block")
 MAX_ROWS_SHOWN = 20
@@ -272,5 +277,65 @@ def lexicon_test(
     print_table(f"{len(matches)} matches", ["start", "end", "term", "category"], rows)
 
 
+PolicyTenant = Annotated[
+    str | None,
+    typer.Option(
+        "--tenant",
+        "-t",
+        help="Tenant name or id (default: the deployment default).",
+        show_default=False,
+    ),
+]
+
+
+@policy_app.command("set")
+def policy_set(
+    file: Annotated[Path, typer.Option("--file", help="Policy YAML (see recipes/governance/).")],
+    tenant: PolicyTenant = None,
+    workspace: options.Workspace = None,
+    json: options.Json = False,
+) -> None:
+    """Store FILE as the tenant's policy (a new version); a running server applies it in 1 s."""
+    from feilun.app.moderation import policy_store
+    from feilun.app.workspace import opened
+    from feilun.governance.moderation import load_policy
+
+    values = load_policy(file).model_dump(mode="json", exclude_defaults=True)
+    with opened(workspace) as ws:
+        record = policy_store(ws).set(tenant, values, source=str(file))
+    if json:
+        print_json({"tenant": tenant, "version": record.version, "policy": record.policy})
+        return
+    typer.echo(f"policy of {tenant or 'the default'} is now version {record.version} ({file})")
+
+
+@policy_app.command("show")
+def policy_show(
+    tenant: PolicyTenant = None,
+    workspace: options.Workspace = None,
+    json: options.Json = False,
+) -> None:
+    """The policy in force for a tenant (its own, else the default), action per TC260 group."""
+    from feilun.app.moderation import policy_store
+    from feilun.app.workspace import opened
+    from feilun.serving.policies import policy_json
+
+    with opened(workspace) as ws:
+        record, policy = policy_store(ws).show(tenant)
+    shown = policy_json(record, policy, tenant)
+    if json:
+        print_json(shown)
+        return
+    origin = f"version {record.version}" if record else "inherited from the default"
+    rows: list[tuple[str, str]] = list(policy.categories.items())
+    rows += [
+        ("(any other risk)", policy.default),
+        ("traces.pii", policy.traces.pii),
+        ("labels.api", str(policy.labels.api).lower()),
+    ]
+    print_table(f"policy of {tenant or 'the default'} ({origin})", ["category", "action"], rows)
+
+
 app.command("check")(check)
 app.command("train")(train)
+app.command("assess")(assess)

@@ -102,12 +102,22 @@ def _execute(ws: Workspace, run_id: str, nproc: int, engine: str | None, json: b
     else:
         with _progress_bar(quiet=json) as progress:
             manifest = execute_run(resources, run, progress)
+        if manifest is not None:  # the process that trained (the first, under an engine)
+            _audit_trained(ws, manifest)
     if manifest is None:  # a worker other than the first (under an engine)
         return
     if json:
         print_json(manifest)
         return
     _print_summary(manifest)
+
+
+def _audit_trained(ws: Workspace, manifest: dict[str, Any]) -> None:
+    """Audit the registered result right after the run (the registry saved it on its own)."""
+    from feilun.app.audit import record
+
+    details = {"run_id": manifest["run_id"], "recipe_hash": manifest["recipe_hash"]}
+    record(ws, "model.trained", str(manifest["result"]), {**details, **manifest["inputs"]})
 
 
 def _launch(ws: Workspace, run_id: str, nproc: int, engine: str) -> dict[str, Any]:

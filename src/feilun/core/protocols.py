@@ -25,7 +25,7 @@ class GenerationParams(pydantic.BaseModel):
     seed: int | None = pydantic.Field(None, description="Seed for reproducible sampling.")
 
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "content_filter"]
 
 
 class Usage(pydantic.BaseModel):

@@ -230,6 +230,15 @@ class Feedback(Record):
     comment: str = ""
 
 
+class TenantPolicy(Record):
+    """A tenant's governance policy (moderation, traces, labels); named by the tenant id."""
+
+    kind: ClassVar[str] = "policy"
+    id_prefix: ClassVar[str] = "pol"
+    tenant: str = pydantic.Field("", description="Tenant name when set; empty: the default.")
+    policy: dict[str, Any] = pydantic.Field(default_factory=dict, description="Policy values.")
+
+
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.kind: cls
     for cls in (
@@ -245,5 +254,6 @@ RECORD_TYPES: dict[str, type[Record]] = {
         EvalReport,
         Trace,
         Feedback,
+        TenantPolicy,
     )
 }

@@ -48,6 +48,9 @@ class Settings(pydantic.BaseModel):
         1 << 20, ge=1024, description="Largest HTTP request body the gateway accepts."
     )
     redis_url: str = pydantic.Field("", description="Redis for rate limits; empty: in-process.")
+    audit_checkpoint_every: int = pydantic.Field(
+        100, ge=1, description="Sign an audit checkpoint every this many audit events."
+    )
     vector_store_url: str = pydantic.Field(
         "",
         description="PostgreSQL with pgvector holding knowledge base vectors; empty: the "
@@ -55,6 +58,15 @@ class Settings(pydantic.BaseModel):
     )
     model_cache: str = pydantic.Field(
         "", description="Folder for converted model weights; empty means cache/ in the workspace."
+    )
+    watermark: bool = pydantic.Field(
+        False, description="Watermark generated text (green-list bias, keyed per deployment)."
+    )
+    watermark_gamma: float = pydantic.Field(
+        0.25, gt=0.0, lt=1.0, description="Watermark: share of the vocabulary that is green."
+    )
+    watermark_delta: float = pydantic.Field(
+        2.0, gt=0.0, le=20.0, description="Watermark: logit bias added to green tokens."
     )
 
     @property

@@ -120,7 +120,7 @@ def contains_reference(prediction: str, references: Sequence[str]) -> float:
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean and its 95% percentile-bootstrap interval."""
+    """A mean and its 95% interval (percentile bootstrap, or Wilson for a proportion)."""
 
     value: float
     low: float
@@ -151,6 +151,17 @@ def bootstrap_interval(
     n = len(values)
     means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(samples))
     return Interval(mean(values), _percentile(means, 0.025), _percentile(means, 0.975))
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> Interval:
+    """A proportion with its 95% Wilson score interval (sound near 0 and 1 and for small n)."""
+    if n == 0:
+        return Interval(0.0, 0.0, 0.0)
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return Interval(p, max(0.0, centre - half), min(1.0, centre + half))
 
 
 def stratified_interval(

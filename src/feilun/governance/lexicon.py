@@ -172,10 +172,10 @@ class KeywordMatcher:
 
     Chinese terms match anywhere; Latin letters match case-insensitively, and a term that
     starts or ends with a Latin letter or digit matches only at word boundaries there (`ass`
-    is not found in `class`).
+    is not found in `class`) unless `use_word_boundaries` is off.
     """
 
-    def __init__(self, lexicon: Lexicon) -> None:
+    def __init__(self, lexicon: Lexicon, use_word_boundaries: bool = True) -> None:
         import ahocorasick
 
         self.automaton = ahocorasick.Automaton()
@@ -184,7 +184,10 @@ class KeywordMatcher:
         for entry in lexicon.entries:
             key = fold_case(entry.term)
             if key and key not in self.automaton:
-                bounds = (is_word_char(key[0]), is_word_char(key[-1]))
+                bounds = (
+                    use_word_boundaries and is_word_char(key[0]),
+                    use_word_boundaries and is_word_char(key[-1]),
+                )
                 self.automaton.add_word(key, (len(self.entries), len(key), *bounds))
                 self.entries.append(entry)
                 self.max_term_chars = max(self.max_term_chars, len(key))

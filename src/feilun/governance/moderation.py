@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 Action = Literal["block", "refuse", "flag", "mask", "allow"]
 Decision = Literal["allow", "flag", "refuse", "block"]
 Language = Literal["zh", "en"]
-_STRENGTH: dict[str, int] = {"allow": 0, "mask": 1, "flag": 2, "refuse": 3, "block": 4}
+#: How strong each action is: the strongest of a text's hits decides.
+ACTION_STRENGTH: dict[str, int] = {"allow": 0, "mask": 1, "flag": 2, "refuse": 3, "block": 4}
 _DECISION: dict[str, Decision] = {
     "allow": "allow",
     "mask": "allow",
@@ -46,8 +47,29 @@ REFUSALS: dict[str, str] = {
 }
 
 
+class TracePolicy(pydantic.BaseModel):
+    """What a served request's stored trace keeps."""
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+    pii: Literal["mask", "keep"] = pydantic.Field(
+        "mask", description="Mask personal data (IDs, phones, emails, cards, IPs) before storing."
+    )
+
+
+class LabelPolicy(pydantic.BaseModel):
+    """Whether API answers carry the GB 45438 implicit label."""
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+    api: bool = pydantic.Field(
+        False, description="Attach the signed AIGC label to chat and completion responses."
+    )
+    producer: str = pydantic.Field(
+        "feilun", min_length=1, description="ContentProducer: the service's name or filing code."
+    )
+
+
 class Policy(pydantic.BaseModel):
-    """What to do with each TC260 risk: per tenant, or per call."""
+    """What to do with each TC260 risk, what traces keep, and labels: per tenant or per call."""
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
     default: Action = pydantic.Field(
@@ -67,6 +89,12 @@ class Policy(pydantic.BaseModel):
         default_factory=dict,
         description="Refusal text per language (zh, en); `{name_zh}`/`{name_en}` name the risk.",
     )
+    traces: TracePolicy = pydantic.Field(
+        default_factory=TracePolicy, description="What stored traces keep (`pii: mask|keep`)."
+    )
+    labels: LabelPolicy = pydantic.Field(
+        default_factory=LabelPolicy, description="AIGC labels on API output (`api: true`)."
+    )
     _actions: dict[str, Action] | None = pydantic.PrivateAttr(default=None)
 
     @pydantic.field_validator("categories")
@@ -78,14 +106,15 @@ class Policy(pydantic.BaseModel):
 
     def actions(self) -> dict[str, Action]:
         """The action of every risk id (groups expanded, risks over groups), computed once."""
-        if self._actions is None:
-            table: dict[str, Action] = {r.id: self.default for r in RISKS}
+        table = self._actions  # read once: a private attribute costs microseconds per read
+        if table is None:
+            table = {r.id: self.default for r in RISKS}
             ranked = sorted(self.categories.items(), key=lambda kv: len(resolve_category(kv[0])))
             for name, action in reversed(ranked):  # groups first, then single risks
                 for risk in resolve_category(name):
                     table[risk] = action
             self._actions = table
-        return self._actions
+        return table
 
 
 def load_policy(path: Path | str) -> Policy:
@@ -263,7 +292,7 @@ def judge(text: str, language: Language, hits: list[Hit], policy: Policy) -> Ver
     """The verdict from hits: the strongest action decides; masks apply when allowed."""
     if not hits:
         return Verdict("allow", text, language)
-    top = max(hits, key=lambda h: (_STRENGTH[h.action], h.layer == "lexicon"))
+    top = max(hits, key=lambda h: (ACTION_STRENGTH[h.action], h.layer == "lexicon"))
     decision = _DECISION[top.action]
     masked = [(h.start, h.end) for h in hits if h.action == "mask"]
     released = mask_text(text, masked, policy.mask_char) if masked else text

@@ -2,16 +2,19 @@
 
 `<workspace>/safety/lexicon.txt` holds imported terms (merged over the shipped default
 lexicon); `<workspace>/safety/classifier.json` is the trained classifier, used when present;
-`<workspace>/safety/label.key` signs AIGC labels (created on first use, mode 0600).
+`<workspace>/safety/label.key` is the deployment's secret (created on first use, mode 0600): it
+signs AIGC labels, and the audit log's chain and checkpoint keys are derived from it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from feilun.core.errors import WorkspaceError
+from feilun.core.errors import ConfigError, WorkspaceError
 from feilun.core.settings import SETTINGS_FILE
+from feilun.governance.audit import DEFAULT_CHECKPOINT_EVERY, AuditLog, derive_keys
 from feilun.governance.classifier import Classifier, load_classifier
+from feilun.governance.labels import load_or_create_key
 from feilun.governance.lexicon import Lexicon, default_lexicon, read_lexicon
 from feilun.governance.moderation import Moderator, Policy
 
@@ -57,3 +60,16 @@ def build_moderator(
         if classifier_path is not None or path.is_file():
             classifier = load_classifier(path)
     return Moderator(lexicon, policy, classifier)
+
+
+def workspace_audit_log(
+    workspace: Path, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY, create_key: bool = True
+) -> AuditLog:
+    """The workspace's audit log, keyed by the deployment key (made on first use if asked)."""
+    path = workspace / SAFETY_DIR / LABEL_KEY_FILE
+    if not create_key and not path.is_file():
+        raise ConfigError(
+            f"no deployment key at {path}: the audit log cannot be verified without it",
+            "restore safety/label.key from the workspace's backup",
+        )
+    return AuditLog(derive_keys(load_or_create_key(path)), checkpoint_every)

@@ -49,6 +49,9 @@ class Request:
     text: TextStream
     end_ids: frozenset[int]
     generator: torch.Generator | None = None
+    # (previous token, logits row (V,)) -> logits row, applied before choosing: a watermark.
+    logits_processor: Callable[[int, torch.Tensor], torch.Tensor] | None = None
+    last_token: int = -1  # the token the next logits follow (the prompt's last, at first)
     count: int = 0
     finish_reason: FinishReason | None = None
     is_cancelled: bool = False
@@ -65,6 +68,7 @@ class Request:
     def advance(self, token: int) -> Delta | None:
         """Take one sampled token; the Delta to send (None when no text is releasable yet)."""
         self.count += 1
+        self.last_token = token
         reason: FinishReason | None = None
         if token in self.end_ids:
             piece, reason = "", "stop"
@@ -101,17 +105,22 @@ def new_request(
     params: GenerationParams,
     decode: Callable[[list[int]], str],
     end_ids: frozenset[int],
+    logits_processor: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
 ) -> Request:
     """A Request with its own detokeniser and, when sampling, its own seeded generator."""
     generator = None
     if params.temperature > 0.0:
         generator = torch.Generator()
         generator.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
-    return Request(prompt, params, TextStream(decode, params.stop), end_ids, generator)
+    stream = TextStream(decode, params.stop)
+    return Request(prompt, params, stream, end_ids, generator, logits_processor, prompt[-1])
 
 
 def sample(logits: torch.Tensor, requests: Sequence[Request]) -> list[int]:
     """Next token of each row of `logits` (B, V) with that row's own settings and generator."""
+    for row, request in enumerate(requests):
+        if request.logits_processor is not None:
+            logits[row] = request.logits_processor(request.last_token, logits[row])
     tokens = logits.argmax(dim=-1)  # (B,): greedy rows need nothing else
     for row, request in enumerate(requests):
         if request.generator is not None:

@@ -1,7 +1,8 @@
 """The model registry: base models, adapters, versions, aliases, cards and lineage.
 
 References people write: `name`, `name@2`, an alias such as `prod`, or `base:adapter`
-(each part optionally `@version`). Records live in a `Catalog` handed in by the
+(each part optionally `@version`). An alias may carry a canary (`set_canary`): that share of
+its resolutions picks the canary's target instead. Records live in a `Catalog` handed in by the
 composition root; this module never opens a database itself. Given the artifact store too,
 adapters open from their stored files (restored into the cache), not from their run folder.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import random
 import re
 import threading
 from collections.abc import Iterable
@@ -59,6 +61,20 @@ def _names_in(ref: str) -> set[str]:
     return {part.split("@")[0] for part in ref.split(":")}
 
 
+def _alias_names(alias: Alias) -> set[str]:
+    """The model and adapter names an alias points at, its canary's included."""
+    canary = alias.meta.get("canary")
+    return _names_in(alias.target) | (_names_in(canary["target"]) if canary else set())
+
+
+def pick_target(alias: Alias, rng: random.Random) -> str:
+    """Where `alias` sends one request: its canary's target for the canary's share, else its own."""
+    canary = alias.meta.get("canary")
+    if canary and rng.random() < float(canary["share"]):
+        return str(canary["target"])
+    return alias.target
+
+
 def _split(part: str, ref: str) -> tuple[str, int | None]:
     match = _REF.match(part)
     if match is None:
@@ -73,11 +89,18 @@ class ModelRegistry:
     """Registers, resolves and opens models."""
 
     def __init__(
-        self, catalog: Catalog, cache_dir: Path, artifacts: ArtifactReader | None = None
+        self,
+        catalog: Catalog,
+        cache_dir: Path,
+        artifacts: ArtifactReader | None = None,
+        rng: random.Random | None = None,
+        watermark: Any = None,
     ) -> None:
         self.catalog = catalog
         self.cache_dir = cache_dir
         self.artifacts = artifacts
+        self.watermark = watermark  # handed to runtimes that take `watermark=` (text watermark)
+        self.rng = rng or random.Random()  # draws the canary share of alias resolutions
         self._open: dict[str, ChatModel] = {}
         self._opening = threading.Lock()
 
@@ -155,7 +178,7 @@ class ModelRegistry:
         kind = BaseModel.kind if self._find(BaseModel.kind, name) else Adapter.kind
         if not self._find(kind, name):
             raise self._unknown(name)
-        users = [a.name for a in self.aliases() if name in _names_in(a.target)]
+        users = [a.name for a in self.aliases() if name in _alias_names(a)]
         adapters = [a.name for a in self.adapters() if a.base_model.split("@")[0] == name]
         if users or adapters:
             raise ConfigError(
@@ -171,6 +194,29 @@ class ModelRegistry:
             raise ConfigError(f"{alias!r} is a model name", "pick an alias that is not a model")
         resolved = self.resolve(target)
         saved = self.catalog.save(Alias(name=alias, target=resolved.ref, inputs=[resolved.base.id]))
+        assert isinstance(saved, Alias)
+        return saved
+
+    def set_canary(self, alias: str, target: str, share: float) -> Alias:
+        """Send `share` of the resolutions of `alias` to `target`; 0 removes the canary.
+
+        The alias keeps its own target; `set_alias` (a promotion) drops the canary.
+        """
+        if not 0.0 <= share < 1.0:
+            raise ConfigError(f"canary share {share} is out of range", "use 0 <= share < 1")
+        current = self.alias(alias)
+        if current is None:
+            raise NotFound(f"no alias {alias!r}", f"create it: `feilun models alias {alias} REF`")
+        canary = {"target": self.resolve(target).ref, "share": share} if share > 0 else None
+        meta = {k: v for k, v in current.meta.items() if k != "canary"}
+        saved = self.catalog.save(
+            Alias(
+                name=alias,
+                target=current.target,
+                inputs=current.inputs,
+                meta=meta | ({"canary": canary} if canary else {}),
+            )
+        )
         assert isinstance(saved, Alias)
         return saved
 
@@ -190,6 +236,11 @@ class ModelRegistry:
         """Every alias."""
         return [r for r in self.catalog.find(Alias.kind) if isinstance(r, Alias)]
 
+    def alias(self, name: str) -> Alias | None:
+        """The alias record `name` (its own target, whatever its canary), or None."""
+        found = self._find(Alias.kind, name)
+        return found[0] if found and isinstance(found[0], Alias) else None
+
     def get(self, ref: str) -> BaseModel:
         """The base model a `name` or `name@version` reference names (aliases followed)."""
         return self.resolve(ref).base
@@ -197,10 +248,9 @@ class ModelRegistry:
     def resolve(self, ref: str) -> Resolved:
         """Resolve a reference to a base model and optional adapter."""
         ref = ref.strip()
-        alias = self._find(Alias.kind, ref)
-        if alias:
-            assert isinstance(alias[0], Alias)
-            ref = alias[0].target
+        alias = self.alias(ref)
+        if alias is not None:
+            ref = pick_target(alias, self.rng)
         base_part, _, adapter_part = ref.partition(":")
         name, version = _split(base_part, ref)
         found = self._find(BaseModel.kind, name, version)
@@ -274,8 +324,9 @@ class ModelRegistry:
         with self._opening:  # concurrent first requests load the weights once
             if key not in self._open:
                 factory = plugins.lookup("runtimes", resolved.base.runtime)
+                marking = self._watermark_option(factory, resolved)
                 if resolved.adapter is None:
-                    self._open[key] = factory(resolved.base, self.cache_dir)
+                    self._open[key] = factory(resolved.base, self.cache_dir, **marking)
                 else:  # an adapter is loaded on its base by runtimes that take `adapter`
                     if "adapter" not in inspect.signature(factory).parameters:
                         raise ConfigError(
@@ -284,9 +335,25 @@ class ModelRegistry:
                             "serve adapters on a base model with the transformers runtime",
                         )
                     self._open[key] = factory(
-                        resolved.base, self.cache_dir, adapter=self.with_files(resolved).adapter
+                        resolved.base,
+                        self.cache_dir,
+                        adapter=self.with_files(resolved).adapter,
+                        **marking,
                     )
         return self._open[key]
+
+    def _watermark_option(self, factory: Any, resolved: Resolved) -> dict[str, Any]:
+        """`{"watermark": ...}` for a runtime that takes it, when the deployment watermarks."""
+        if self.watermark is None:
+            return {}
+        if "watermark" in inspect.signature(factory).parameters:
+            return {"watermark": self.watermark}
+        log.warning(
+            "%s: runtime %r cannot watermark; its answers are not watermarked",
+            resolved.ref,
+            resolved.base.runtime,
+        )
+        return {}
 
     def opened(self) -> list[ChatModel]:
         """Every ChatModel opened so far (to release their resources at shutdown)."""

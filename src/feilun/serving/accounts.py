@@ -1,7 +1,9 @@
 """Tenants, API keys, quotas and prices: who may call the gateway, how much, at what price.
 
 An API key's secret is returned once by `create_key` and never stored: the database keeps its
-SHA-256 and a visible prefix (`fl-` + 8 hex characters) to find it by.
+SHA-256 and a visible prefix (`fl-` + 8 hex characters) to find it by. With an `AuditLog`, every
+change appends an audit event in the same transaction (`actor`: who asked, `local:<user>` when
+not given), and an admin key's first /admin request of each UTC day is an `admin.login` event.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from feilun.core.errors import ConfigError, NotFound
 from feilun.core.records import new_id, utc_now
+from feilun.governance.audit import AuditLog, local_actor
+from feilun.store.audit import SqlAuditStore
 from feilun.store.database import Database
 from feilun.store.schema import api_keys, prices, quotas, tenants
 
@@ -109,12 +114,55 @@ def parse_money(value: Decimal | str | int | float, what: str) -> Decimal:
 class Accounts:
     """Tenants, keys, quotas and prices in the metadata database."""
 
-    def __init__(self, db: Database, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Callable[[], datetime] = utc_now,
+        audit: AuditLog | None = None,
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._audit = audit
+        self._admin_days: set[tuple[str, str]] = set()  # (key prefix, UTC day) logged already
+
+    def _record(
+        self,
+        session: Session,
+        actor: str | None,
+        action: str,
+        target: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Append an audit event in the caller's transaction (nothing without an AuditLog)."""
+        if self._audit is not None:
+            store = SqlAuditStore(session)
+            self._audit.append(store, actor or local_actor(), action, target, details)
+
+    def audit(
+        self,
+        action: str,
+        target: str,
+        details: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> None:
+        """Audit a change stored elsewhere (a catalog record), in its own transaction, after it."""
+        if self._audit is not None:
+            with self._db.session() as session:
+                self._record(session, actor, action, target, details)
+
+    def record_admin_login(self, key_prefix: str) -> None:
+        """Audit an admin key's first /admin request of the UTC day (later ones are not)."""
+        day = self._clock().date().isoformat()
+        if self._audit is None or (key_prefix, day) in self._admin_days:
+            return
+        with self._db.session() as session:
+            store = SqlAuditStore(session)
+            if next(store.events(action="admin.login", target=key_prefix, since=day), None) is None:
+                self._audit.append(store, f"key:{key_prefix}", "admin.login", key_prefix)
+        self._admin_days.add((key_prefix, day))
 
     # --- tenants -------------------------------------------------------------------------
-    def create_tenant(self, name: str) -> Tenant:
+    def create_tenant(self, name: str, actor: str | None = None) -> Tenant:
         """Create a tenant; names are unique."""
         if not _TENANT_NAME.fullmatch(name):
             raise ConfigError(
@@ -128,6 +176,7 @@ class Accounts:
                 )
             tenant = Tenant(id=new_id("tnt"), name=name, created_at=self._clock())
             session.execute(sa.insert(tenants).values(**asdict(tenant)))
+            self._record(session, actor, "tenant.created", name, {"tenant_id": tenant.id})
         return tenant
 
     def list_tenants(self) -> list[Tenant]:
@@ -156,6 +205,7 @@ class Accounts:
         models: Sequence[str] | None = None,
         expires_in: timedelta | str | None = None,
         is_admin: bool = False,
+        actor: str | None = None,
     ) -> tuple[str, ApiKey]:
         """A new key of `tenant`: its secret (shown once, never stored) and its listing."""
         owner = self.get_tenant(tenant)
@@ -196,6 +246,7 @@ class Accounts:
                         revoked_at=None,
                     )
                 )
+                self._record(session, actor, "key.created", prefix, _key_details(key))
             return secret, key
         raise ConfigError("could not find a free key prefix after 5 tries", "retry")
 
@@ -213,7 +264,7 @@ class Accounts:
             row = session.execute(_key_query().where(api_keys.c.prefix == prefix)).first()
         return (_key_of(row), row.secret_hash) if row is not None else None
 
-    def revoke_key(self, prefix: str) -> ApiKey:
+    def revoke_key(self, prefix: str, actor: str | None = None) -> ApiKey:
         """Revoke a key at once (revoking twice keeps the first time)."""
         with self._db.session() as session:
             update = (
@@ -221,7 +272,8 @@ class Accounts:
                 .where(api_keys.c.prefix == prefix, api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=self._clock())
             )
-            session.execute(update)
+            if session.connection().execute(update).rowcount:
+                self._record(session, actor, "key.revoked", prefix)
         found = self.find_key(prefix)
         if found is None:
             raise NotFound(
@@ -232,7 +284,11 @@ class Accounts:
 
     # --- quotas and prices ---------------------------------------------------------------
     def set_quota(
-        self, tenant: str, tokens_per_day: int | None, requests_per_minute: int | None
+        self,
+        tenant: str,
+        tokens_per_day: int | None,
+        requests_per_minute: int | None,
+        actor: str | None = None,
     ) -> Quota:
         """Replace a tenant's quota (None: unlimited)."""
         for name, value in (
@@ -245,6 +301,7 @@ class Accounts:
         with self._db.session() as session:
             session.execute(sa.delete(quotas).where(quotas.c.tenant_id == quota.tenant_id))
             session.execute(sa.insert(quotas).values(**asdict(quota)))
+            self._record(session, actor, "quota.set", tenant, asdict(quota))
         return quota
 
     def get_quota(self, tenant_id: str) -> Quota:
@@ -256,7 +313,11 @@ class Accounts:
         return Quota(tenant_id, row.tokens_per_day, row.requests_per_minute)
 
     def set_price(
-        self, model: str, input_per_1k: Decimal | str | float, output_per_1k: Decimal | str | float
+        self,
+        model: str,
+        input_per_1k: Decimal | str | float,
+        output_per_1k: Decimal | str | float,
+        actor: str | None = None,
     ) -> Price:
         """Set what 1000 input and output tokens of `model` cost (its name without @version)."""
         if not model.strip():
@@ -269,6 +330,11 @@ class Accounts:
         with self._db.session() as session:
             session.execute(sa.delete(prices).where(prices.c.model == price.model))
             session.execute(sa.insert(prices).values(**asdict(price)))
+            money = {
+                "input_per_1k": str(price.input_per_1k),
+                "output_per_1k": str(price.output_per_1k),
+            }
+            self._record(session, actor, "price.set", price.model, money)
         return price
 
     def get_price(self, model: str) -> Price | None:
@@ -293,6 +359,12 @@ def _clean_models(models: Sequence[str] | None) -> tuple[str, ...] | None:
             "the key's model list is empty", "name at least one model, or omit it for all models"
         )
     return cleaned
+
+
+def _key_details(key: ApiKey) -> dict[str, Any]:
+    """What a key.created event says about the key (never its secret)."""
+    details = key.to_json()
+    return {name: details[name] for name in ("tenant_name", "models", "is_admin", "expires_at")}
 
 
 def _key_query() -> sa.Select[Any]:

@@ -21,6 +21,7 @@ from feilun.serving.errors import (
     error_payload,
     install_error_handlers,
 )
+from feilun.serving.feedback import router as feedback_router
 from feilun.serving.gateway import Gateway
 from feilun.serving.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from feilun.serving.openai.chat_completions.router import router as chat_router
@@ -125,6 +126,7 @@ def build_app(gateway: Gateway) -> FastAPI:
     install_error_handlers(app)
     for router in (models_router, chat_router, completions_router, embeddings_router):
         app.include_router(router)
+    app.include_router(feedback_router)
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict[str, str]:

@@ -45,6 +45,10 @@ class PayloadTooLarge(FeilunError):
     """The request body is over the server's limit (HTTP 413)."""
 
 
+class ContentBlocked(PolicyViolation):
+    """The tenant's content policy blocks the request (HTTP 400, `content_policy_violation`)."""
+
+
 @dataclass(frozen=True)
 class ErrorKind:
     """How one error class is reported: HTTP status, OpenAI `type` and `code`."""
@@ -62,6 +66,7 @@ ERROR_KINDS: tuple[tuple[type[FeilunError], ErrorKind], ...] = (
     (QuotaExceeded, ErrorKind(429, "rate_limit_error", "rate_limit_exceeded")),
     (PayloadTooLarge, ErrorKind(413, "invalid_request_error", "payload_too_large")),
     (InputTooLong, ErrorKind(400, "invalid_request_error", "context_length_exceeded")),
+    (ContentBlocked, ErrorKind(400, "invalid_request_error", "content_policy_violation")),
     (PolicyViolation, ErrorKind(400, "invalid_request_error", "policy_violation")),
     (ConfigError, ErrorKind(400, "invalid_request_error", "invalid_value")),
     (BackendUnavailable, ErrorKind(503, "api_error", "backend_unavailable")),

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from feilun.core.protocols import ChatModel, Embedder
+
+if TYPE_CHECKING:
+    from feilun.serving.moderation import Moderation
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 
@@ -87,3 +90,4 @@ class Gateway:
     embedder_name: str | None = None  # listed by /v1/models without loading the embedder
     shutdown: Callable[[], Awaitable[None]] | None = None  # release pools when the server stops
     limits: ServerLimits = field(default_factory=ServerLimits)
+    moderation: Moderation | None = None  # per-tenant content policies; None: no moderation

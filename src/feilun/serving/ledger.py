@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from feilun.core.caching import TtlCache
-from feilun.core.errors import QuotaExceeded
+from feilun.core.errors import ConfigError, QuotaExceeded
 from feilun.core.records import new_id, utc_now
 from feilun.serving.accounts import (
     KEY_PREFIX,
@@ -46,6 +46,8 @@ __all__ = ["SqlLedger", "TraceRow", "UsageRow"]
 # A revoked key, a changed quota or price goes unnoticed for at most twice this: an entry past
 # it is served once more while a thread reloads it (`TtlCache.get_or_refresh`).
 CACHE_TTL_S = 0.5
+#: Traces are the delivery log: `purge_traces` keeps at least this much unless forced.
+MIN_TRACE_RETENTION = timedelta(days=180)
 _COST_QUANTUM = Decimal(1).scaleb(-COST_TYPE.scale) if COST_TYPE.scale else Decimal(1)
 _DUMMY_HASH = hash_secret("feilun-no-such-key")
 _SCHEME = "Bearer"
@@ -360,6 +362,28 @@ def _price(session: Any, served: str, requested: str) -> tuple[Decimal, Decimal]
     rows = {r.model: r for r in session.execute(sa.select(prices).where(prices.c.model.in_(names)))}
     row = next((rows[name] for name in names if name in rows), None)
     return None if row is None else (Decimal(row.input_per_1k), Decimal(row.output_per_1k))
+
+
+def purge_traces(
+    db: Database, older_than: timedelta, is_forced: bool = False, now: datetime | None = None
+) -> int:
+    """Delete traces created more than `older_than` ago; the number deleted.
+
+    Usage rows stay (billing needs them). Traces are the delivery log of who received which
+    output, kept at least `MIN_TRACE_RETENTION`: a shorter cutoff needs `is_forced`.
+    """
+    if older_than < MIN_TRACE_RETENTION and not is_forced:
+        raise ConfigError(
+            f"--older-than {older_than.days}d is under the delivery-log minimum of "
+            f"{MIN_TRACE_RETENTION.days} days (GB 45438 / the labelling measures keep records of "
+            "who received unlabelled output at least 6 months)",
+            f"use --older-than {MIN_TRACE_RETENTION.days}d or more, or add --force if your "
+            "records are kept elsewhere",
+        )
+    cutoff = (now or utc_now()) - older_than
+    with db.begin() as connection:
+        result = connection.execute(sa.delete(traces).where(traces.c.created_at < cutoff))
+    return int(result.rowcount or 0)
 
 
 def _jsonable(value: dict[str, Any]) -> Any:

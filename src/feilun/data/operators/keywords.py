@@ -1,10 +1,11 @@
 """The `keywords` operator: a keyword safety filter over any word list.
 
 The list may be the governance lexicon or your own; it is matched in one pass however many terms
-it has (feilun.data.matching).
+it has, by the moderation lexicon's matcher (`feilun.governance.lexicon.KeywordMatcher`).
 
-Latin letters match case-insensitively and Latin terms only as whole words. An item with at
-least `min_hits` hits is rejected, flagged in `meta["keywords"]`, or has its hits masked.
+Latin letters (full-width ones too) match case-insensitively and Latin terms only as whole
+words. An item with at least `min_hits` hits is rejected, flagged in `meta["keywords"]`, or has
+its hits masked.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import pydantic
 
 from feilun.core.errors import ConfigError
 from feilun.data.items import Item, Rejection
-from feilun.data.matching import Match, Matcher, build_matcher
+from feilun.governance.lexicon import Entry, KeywordMatcher, Lexicon, Match
 
 logger = logging.getLogger(__name__)
 
 MAX_TERMS_SHOWN = 3  # in a rejection reason
 MAX_TERMS_KEPT = 20  # in meta["keywords"]["terms"]
+TERM_CATEGORY = "keywords"  # every term of a word list stands for the same thing: a hit
 
 
 def read_terms(path: Path | str) -> list[str]:
@@ -99,7 +101,7 @@ class Keywords:
                 f"keywords: the word list is empty (words={params.words!r}, file={params.file!r})",
                 "add at least one term",
             )
-        self._matcher: Matcher | None = None
+        self._matcher: KeywordMatcher | None = None
         logger.debug("keywords: %d terms", len(self.terms))
 
     def __getstate__(self) -> dict[str, Any]:
@@ -107,10 +109,11 @@ class Keywords:
         return {**self.__dict__, "_matcher": None}
 
     @property
-    def matcher(self) -> Matcher:
+    def matcher(self) -> KeywordMatcher:
         """The automaton over the terms, built on first use."""
         if self._matcher is None:
-            self._matcher = build_matcher(self.terms, self.params.use_word_boundaries)
+            lexicon = Lexicon(tuple(Entry(t, TERM_CATEGORY) for t in self.terms))
+            self._matcher = KeywordMatcher(lexicon, self.params.use_word_boundaries)
         return self._matcher
 
     def find(self, text: str) -> list[Match]:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -39,6 +39,19 @@ OPTIONS = ("quantize", "threads")
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>")
 
 
+class GreenList(Protocol):
+    """A text watermark (`feilun.governance.watermark.Watermark`): δ and each step's green ids."""
+
+    @property
+    def delta(self) -> float:
+        """Logit bias added to green tokens."""
+        ...
+
+    def green_mask(self, previous: int, size: int) -> bytes:
+        """One byte per token id below `size`: 1 when green after `previous`."""
+        ...
+
+
 class TransformersChatModel:
     """A local causal LM answering chat messages through its chat template."""
 
@@ -52,8 +65,10 @@ class TransformersChatModel:
         context_length: int | None = None,
         quantize: str | None = None,
         threads: int | None = None,
+        watermark: GreenList | None = None,
     ) -> None:
         self.name = name
+        self.watermark = watermark  # when set, every answer carries the green-list watermark
         self.quantize = check_quantize_mode(DEFAULT_QUANTIZE if quantize is None else quantize)
         self._model = model.eval()
         self._tokenizer = tokenizer
@@ -100,6 +115,10 @@ class TransformersChatModel:
         """Prompt tokens these messages take, chat template included."""
         return len(self._render(messages))
 
+    def encode(self, text: str) -> list[int]:
+        """The token ids of plain `text` (no special tokens), e.g. for watermark detection."""
+        return [int(i) for i in self._tokenizer(text, add_special_tokens=False)["input_ids"]]
+
     def chat_batch(
         self, conversations: Sequence[Sequence[Message]], params: GenerationParams
     ) -> list[Completion]:
@@ -122,11 +141,29 @@ class TransformersChatModel:
                 )
             )
 
-        request = new_request(prompt, params, decode, self._eos_ids)
+        request = new_request(prompt, params, decode, self._eos_ids, self._watermark_bias())
         if self._batcher is None:
             return request, self._generate_alone(request)
         self._batcher.submit(request)
         return request, request.iterate()
+
+    def _watermark_bias(self) -> Callable[[int, torch.Tensor], torch.Tensor] | None:
+        """Adds δ to the logits of the tokens green after the previous one (None: no watermark).
+
+        End tokens are never favoured: a green end token would cut answers short.
+        """
+        watermark = self.watermark
+        if watermark is None:
+            return None
+        end_ids = torch.tensor(sorted(self._eos_ids), dtype=torch.long)
+
+        def bias(previous: int, logits: torch.Tensor) -> torch.Tensor:
+            raw = bytearray(watermark.green_mask(previous, logits.shape[-1]))
+            mask = torch.frombuffer(raw, dtype=torch.bool)  # (V,)
+            mask[end_ids] = False
+            return logits + watermark.delta * mask
+
+        return bias
 
     def _generate_alone(self, request: Request) -> Iterator[Delta]:
         """Decode `request` by itself (model's own forward, dynamic cache), under the lock."""
@@ -199,13 +236,17 @@ def _end_token_ids(model: Any, tokenizer: Any) -> set[int]:
 
 
 def load_runtime(
-    record: BaseModel, cache_dir: Path, adapter: Adapter | None = None
+    record: BaseModel,
+    cache_dir: Path,
+    adapter: Adapter | None = None,
+    watermark: GreenList | None = None,
 ) -> TransformersChatModel:
     """Entry point of the "transformers" runtime: load a registered model's weights.
 
     `record.meta["runtime_options"]` may set `quantize` ("int8" or "none") and `threads`.
     An `adapter` is merged into the base weights (served as fast as the base) and its chat
-    template, the one it was trained with, renders the prompts.
+    template, the one it was trained with, renders the prompts. A `watermark` marks every
+    answer (see `feilun.governance.watermark`).
     """
     options: dict[str, Any] = dict(record.meta.get("runtime_options") or {})
     unknown = sorted(set(options) - set(OPTIONS))
@@ -226,5 +267,6 @@ def load_runtime(
         name=f"{record.name}:{adapter.name}" if adapter else record.name,
         chat_template=(adapter and adapter.chat_template) or record.chat_template or None,
         context_length=record.context_length or None,
+        watermark=watermark,
         **options,
     )

@@ -3,7 +3,8 @@
 `router` (prefix `/admin`) needs an admin key and may name any tenant; `tenant_router`
 (prefix `/v1/feilun`) serves a key only its own tenant's usage and traces, so tenant A's key
 can never read tenant B's. Both find the SqlLedger at `app.state.gateway.ledger`. Handlers are
-sync: FastAPI runs them in its thread pool, off the event loop.
+sync: FastAPI runs them in its thread pool, off the event loop. Changes are audited with the
+admin key as the actor (`key:fl-…`), and a key's first /admin request of a day as a login.
 """
 
 from __future__ import annotations
@@ -96,13 +97,21 @@ def _caller(ledger: LedgerDep, authorization: Authorization = None) -> Principal
 Caller = Annotated[Principal, Depends(_caller)]
 
 
-def _admin(principal: Caller) -> Principal:
+def _admin(principal: Caller, ledger: LedgerDep) -> Principal:
     if not principal.is_admin:
         raise PermissionDenied(
             f"API key {principal.key_prefix} is not an admin key; /admin needs one",
             "create one with `feilun keys create --tenant T --admin`",
         )
+    ledger.accounts.record_admin_login(principal.key_prefix)
     return principal
+
+
+def _actor(principal: Annotated[Principal, Depends(_admin)]) -> str:
+    return f"key:{principal.key_prefix}"
+
+
+Actor = Annotated[str, Depends(_actor)]
 
 
 #: `/admin/...`: tenants, keys, quotas, prices, usage and traces, for admin keys only.
@@ -118,9 +127,9 @@ def list_tenants(ledger: LedgerDep) -> dict[str, Any]:
 
 
 @router.post("/tenants", status_code=201)
-def create_tenant(body: TenantIn, ledger: LedgerDep) -> dict[str, Any]:
+def create_tenant(body: TenantIn, ledger: LedgerDep, actor: Actor) -> dict[str, Any]:
     """Create a tenant."""
-    return _tenant_json(ledger.accounts.create_tenant(body.name))
+    return _tenant_json(ledger.accounts.create_tenant(body.name, actor))
 
 
 @router.get("/keys")
@@ -130,18 +139,18 @@ def list_keys(ledger: LedgerDep, tenant: str | None = None) -> dict[str, Any]:
 
 
 @router.post("/keys", status_code=201)
-def create_key(body: KeyIn, ledger: LedgerDep) -> dict[str, Any]:
+def create_key(body: KeyIn, ledger: LedgerDep, actor: Actor) -> dict[str, Any]:
     """Create an API key; the response is the only place its secret (`key`) appears."""
     secret, key = ledger.accounts.create_key(
-        body.tenant, body.models, body.expires_in, body.is_admin
+        body.tenant, body.models, body.expires_in, body.is_admin, actor
     )
     return {"key": secret, **key.to_json()}
 
 
 @router.delete("/keys/{prefix}")
-def revoke_key(prefix: str, ledger: LedgerDep) -> dict[str, Any]:
+def revoke_key(prefix: str, ledger: LedgerDep, actor: Actor) -> dict[str, Any]:
     """Revoke an API key."""
-    return ledger.accounts.revoke_key(prefix).to_json()
+    return ledger.accounts.revoke_key(prefix, actor).to_json()
 
 
 @router.get("/quotas/{tenant}")
@@ -152,9 +161,10 @@ def get_quota(tenant: str, ledger: LedgerDep) -> dict[str, Any]:
 
 
 @router.put("/quotas")
-def set_quota(body: QuotaIn, ledger: LedgerDep) -> dict[str, Any]:
+def set_quota(body: QuotaIn, ledger: LedgerDep, actor: Actor) -> dict[str, Any]:
     """Replace a tenant's quota (null: unlimited)."""
-    quota = ledger.accounts.set_quota(body.tenant, body.tokens_per_day, body.requests_per_minute)
+    accounts = ledger.accounts
+    quota = accounts.set_quota(body.tenant, body.tokens_per_day, body.requests_per_minute, actor)
     return _quota_json(quota)
 
 
@@ -165,9 +175,9 @@ def list_prices(ledger: LedgerDep) -> dict[str, Any]:
 
 
 @router.put("/prices")
-def set_price(body: PriceIn, ledger: LedgerDep) -> dict[str, Any]:
+def set_price(body: PriceIn, ledger: LedgerDep, actor: Actor) -> dict[str, Any]:
     """Set a model's price per 1000 tokens."""
-    price = ledger.accounts.set_price(body.model, body.input_per_1k, body.output_per_1k)
+    price = ledger.accounts.set_price(body.model, body.input_per_1k, body.output_per_1k, actor)
     return _price_json(price)
 
 

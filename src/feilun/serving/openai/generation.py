@@ -1,9 +1,10 @@
 """Running an admitted chat model for /v1/chat/completions and /v1/completions alike.
 
-`open_generation` does the checks in order — key, model, context window, quota — and only then
-opens the bill. `generate_all` answers at once; `stream_events` streams SSE and bills the
-completion tokens actually sent: settled before the usage chunk and `[DONE]`, on client
-disconnect ("disconnected"), and on failure ("error").
+`open_generation` does the checks in order — key, prompt moderation, model, context window,
+quota — and only then opens the bill. `generate_all` answers at once; `stream_events` streams
+SSE and bills the completion tokens actually sent: settled before the usage chunk and `[DONE]`,
+on client disconnect ("disconnected"), and on failure ("error"). Answers are moderated under the
+tenant's policy as they leave (see `feilun.serving.moderation`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,6 +25,15 @@ from feilun.core.protocols import ChatModel, Completion, Delta, GenerationParams
 from feilun.core.records import Message
 from feilun.serving.errors import error_payload
 from feilun.serving.gateway import Admission, Gateway
+from feilun.serving.moderation import (
+    AIGC_HEADER,
+    Screening,
+    StreamScreen,
+    label_header,
+    refused_completions,
+    screen_completions,
+    screen_prompt,
+)
 from feilun.serving.openai.metering import Meter, gateway_of, new_meter, usage_source_of
 from feilun.serving.streaming import DONE, EventStream, InThreads, sse_event
 
@@ -61,6 +71,7 @@ class Generation:
     params: GenerationParams
     prompt_tokens: int
     meter: Meter
+    screening: Screening | None = None  # None: the gateway does not moderate
 
     @property
     def trace_id(self) -> str:
@@ -107,19 +118,25 @@ async def open_generation(request: Request, ask: GenerationRequest) -> Generatio
     """
     gateway = gateway_of(request)
     authorization = request.headers.get("authorization")
-    ref, model, admission, params, prompt_tokens = await anyio.to_thread.run_sync(
+    ref, model, admission, params, prompt_tokens, screening = await anyio.to_thread.run_sync(
         _admit_generation, gateway, authorization, ask
     )
     request.state.trace_id = admission.trace_id
-    meter = new_meter(request, admission, ref, ask.endpoint, ask.body, usage_source_of(model))
+    body = ask.body if screening is None else screening.redact(ask.body)
+    meter = new_meter(request, admission, ref, ask.endpoint, body, usage_source_of(model))
+    if screening is not None:
+        meter.to_trace = screening.trace
     choices = [c for c in ask.conversations for _ in range(ask.n)]
-    return Generation(model, ref, ask.model, choices, params, prompt_tokens, meter)
+    return Generation(model, ref, ask.model, choices, params, prompt_tokens, meter, screening)
 
 
 def _admit_generation(
     gateway: Gateway, authorization: str | None, ask: GenerationRequest
-) -> tuple[str, ChatModel, Admission, GenerationParams, int]:
+) -> tuple[str, ChatModel, Admission, GenerationParams, int, Screening | None]:
     principal = gateway.ledger.authenticate(authorization)
+    screening, ask.conversations = screen_prompt(
+        gateway.moderation, principal, ask.conversations, ask.prompt_param
+    )
     ref, model = gateway.open_model(ask.model)
     counts = [model.count_tokens(c) for c in ask.conversations]
     max_tokens = _context_check(ask, counts, getattr(model, "context_length", None))
@@ -133,7 +150,7 @@ def _admit_generation(
     prompt_tokens = sum(counts)
     reserve = prompt_tokens + max_tokens * ask.n * len(ask.conversations)
     admission = gateway.ledger.admit(principal, ask.model, reserve)
-    return ref, model, admission, params, prompt_tokens
+    return ref, model, admission, params, prompt_tokens, screening
 
 
 async def _generate_async(gen: Generation) -> list[Completion]:
@@ -271,20 +288,28 @@ async def stream_events(
     try:
         for index, conversation in enumerate(gen.choices):
             deltas = first if index == 0 else await open_deltas(gen.model, conversation, gen.params)
+            screen = gen.screening.stream(index) if gen.screening is not None else None
+            sending = deltas if screen is None else _screened(screen, deltas)
             try:
                 opening = fmt.opening(index)
                 if opening is not None:
                     yield sse_event(opening)
-                async for delta in deltas:
+                async for delta in sending:
                     yield sse_event(fmt.piece(index, delta))
                     tally.record(index, delta)  # reached only once the chunk was sent
+                    if screen is not None:
+                        tally.tokens[index] = screen.sent_tokens
             finally:
                 with anyio.CancelScope(shield=True):
+                    if sending is not deltas:
+                        await sending.aclose()
                     await deltas.aclose()
         usage = Usage(prompt_tokens=_prompt_tokens(gen, tally), completion_tokens=sum(tally.tokens))
         await gen.meter.settle(tally.response(), usage.prompt_tokens, usage.completion_tokens, "ok")
         if include_usage:
-            yield sse_event(fmt.usage(usage))
+            label = gen.screening.label(tally.texts[0], gen.trace_id) if gen.screening else None
+            labelled = {"feilun": {"aigc": label}} if label else {}
+            yield sse_event(fmt.usage(usage) | labelled)
         yield DONE
     except (GeneratorExit, anyio.get_cancelled_exc_class()):
         await settle_cut(gen, tally, "disconnected")
@@ -297,6 +322,17 @@ async def stream_events(
         yield sse_event(error_payload(e))
     finally:
         gauge.dec()
+
+
+async def _screened(screen: StreamScreen, deltas: Deltas) -> AsyncGenerator[Delta, None]:
+    """The Deltas to send for a model's: moderated text; after a stop, the notice and no more."""
+    async for delta in deltas:
+        for sent in screen.pieces(delta):
+            yield sent
+        if screen.stopped is not None:
+            return  # the caller closes the model's stream: the rest would not be sent
+    for sent in screen.pieces(None):
+        yield sent
 
 
 async def abandon_stream(gen: Generation, first: Deltas) -> None:
@@ -332,13 +368,54 @@ async def respond(
     body: Callable[[Generation, list[Completion], Usage], dict[str, Any]],
 ) -> Response:
     """Stream the answer as SSE, or generate it whole, settle it, then return it as JSON."""
+    fmt = chunks(gen, include_usage, int(time.time()))
+    if gen.screening is not None and gen.screening.is_refused:
+        return await _respond_refused(gen, gen.screening, is_stream, include_usage, fmt, body)
     if is_stream:
         first = await open_stream(gen)
         return EventStream(
-            stream_events(gen, chunks(gen, include_usage, int(time.time())), include_usage, first),
+            stream_events(gen, fmt, include_usage, first),
             on_close=lambda: abandon_stream(gen, first),
         )
     completions, usage = await generate_all(gen)
+    headers: dict[str, str] = {}
+    if gen.screening is not None:
+        completions, usage = screen_completions(gen.screening, completions, usage)
     response = body(gen, completions, usage)
+    label = gen.screening.label(completions[0].text, gen.trace_id) if gen.screening else None
+    if label is not None:
+        response["feilun"]["aigc"] = label
+        headers[AIGC_HEADER] = label_header(label)
     await gen.meter.settle(response, usage.prompt_tokens, usage.completion_tokens, "ok")
-    return JSONResponse(response)
+    return JSONResponse(response, headers=headers)
+
+
+async def _respond_refused(
+    gen: Generation,
+    screening: Screening,
+    is_stream: bool,
+    include_usage: bool,
+    fmt: ChunkFormat,
+    body: Callable[[Generation, list[Completion], Usage], dict[str, Any]],
+) -> Response:
+    """Answer a refused prompt with the refusal, without running the model; nothing billed."""
+    completions = refused_completions(screening, len(gen.choices))
+    response = body(gen, completions, Usage())
+    await gen.meter.settle(response, 0, 0, "ok")
+    if not is_stream:
+        return JSONResponse(response)
+    events = []
+    for index, completion in enumerate(completions):
+        opening = fmt.opening(index)
+        if opening is not None:
+            events.append(sse_event(opening))
+        refusal = Delta(text=completion.text, finish_reason="content_filter")
+        events.append(sse_event(fmt.piece(index, refusal)))
+    if include_usage:
+        events.append(sse_event(fmt.usage(Usage())))
+
+    async def replay() -> AsyncIterator[bytes]:
+        for event in [*events, DONE]:
+            yield event
+
+    return EventStream(replay())

@@ -7,6 +7,7 @@ from cancellation and idempotent: a stream cut short by its client is still bill
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,8 @@ class Meter:
     request_body: dict[str, Any]
     usage_source: str
     is_settled: bool = False
+    # What the trace stores of a response (moderation added, PII masked); None: as it is.
+    to_trace: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     async def settle(
         self, response: dict[str, Any], prompt_tokens: int, completion_tokens: int, status: str
@@ -82,7 +85,7 @@ class Meter:
             model=self.ref,
             adapter=adapter_of(self.ref),
             request=self.request_body,
-            response=response,
+            response=self.to_trace(response) if self.to_trace else response,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             usage_source=self.usage_source,

@@ -12,6 +12,8 @@ from starlette.requests import Request
 
 from feilun.core.errors import ConfigError, NotFound
 from feilun.core.protocols import Embedder
+from feilun.governance.moderation import detect_language
+from feilun.serving.moderation import redact_trace
 from feilun.serving.openai.embeddings.protocol import EmbeddingRequest
 from feilun.serving.openai.metering import admit, authenticate, gateway_of, new_meter
 
@@ -59,14 +61,12 @@ async def create_embeddings(request: Request, body: EmbeddingRequest) -> Respons
     texts = body.texts()
     tokens = await anyio.to_thread.run_sync(count_tokens, embedder, texts)
     admission = await admit(request, principal, body.model, tokens)
-    meter = new_meter(
-        request,
-        admission,
-        embedder.name,
-        "embeddings",
-        body.model_dump(exclude_unset=True),
-        "tokenizer",
-    )
+    stored = body.model_dump(exclude_unset=True)
+    moderation = gateway_of(request).moderation
+    if moderation is not None:  # the trace keeps the inputs with PII masked, per policy
+        policy = await anyio.to_thread.run_sync(moderation.policy_of, principal.tenant_id)
+        stored = redact_trace(policy, stored, detect_language(" ".join(texts)[:2000]))
+    meter = new_meter(request, admission, embedder.name, "embeddings", stored, "tokenizer")
     try:
         vectors = await anyio.to_thread.run_sync(embedder.embed, texts)
     except BaseException as e:
