@@ -235,7 +235,8 @@ def main() -> None:
     detector = WatermarkDetector(hf_model.config, "cpu", peer_config, ignore_repeated_ngrams=True)
 
     def peer_z(ids: list[int]) -> float:
-        return float(detector(torch.tensor([ids]), return_dict=True).z_score[0])
+        out: Any = detector(torch.LongTensor([ids]), return_dict=True)
+        return float(out.z_score[0])
 
     humans = []
     for source, text in human_texts():

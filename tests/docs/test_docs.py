@@ -13,6 +13,8 @@ import pytest
 DOCS = Path(__file__).parents[2] / "docs"
 FENCE = re.compile(r"```(bash|python)\n(.*?)```", re.DOTALL)
 PAGES = sorted(DOCS.glob("*.md"))
+# Pages whose examples take over a minute (servers, training, turns) run in `make test-all`.
+HEAVY = {"flywheel.md", "governance.md", "serving.md", "training.md"}
 
 
 def _blocks(page: Path) -> list[tuple[str, str]]:
@@ -20,7 +22,11 @@ def _blocks(page: Path) -> list[tuple[str, str]]:
 
 
 @pytest.mark.timeout(900)  # a page is a whole session: several servers, models, indexes
-@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+@pytest.mark.parametrize(
+    "page",
+    [pytest.param(p, marks=[pytest.mark.slow] if p.name in HEAVY else []) for p in PAGES],
+    ids=[p.name for p in PAGES],
+)
 def test_examples_run(page: Path, tmp_path: Path) -> None:
     env = {
         **os.environ,
