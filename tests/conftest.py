@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -20,6 +21,31 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from feilun.models.tiny import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_workspace_template(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """Made once: a workspace with the tiny random Llama registered as `tiny`."""
+    from feilun.app.workspace import init_workspace
+    from feilun.models.registry import ModelRegistry
+
+    path = tmp_path_factory.mktemp("tiny-ws") / "ws"
+    with pytest.MonkeyPatch.context() as patch:  # the packaged SmolLM2 takes ~10 s to inspect
+        patch.setattr(ModelRegistry, "ensure_packaged", lambda self: [])
+        ws, _ = init_workspace(path, env={})
+    try:
+        ws.models.add("tiny", "safetensors", str(tiny_model_dir))
+    finally:
+        ws.close()
+    return path
+
+
+@pytest.fixture
+def tiny_workspace(tiny_workspace_template: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the workspace with `tiny` registered."""
+    path = tmp_path / "ws"
+    shutil.copytree(tiny_workspace_template, path)
+    return path
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from feilun.app.workspace import init_workspace, opened
+from feilun.app.workspace import opened
 from feilun.evaluation.suites import EvalContext
-from feilun.models.registry import ModelRegistry
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -27,26 +25,10 @@ def shared(*parts: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def eval_template(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    """Made once: a workspace with the tiny random Llama registered as `tiny`."""
-    path = tmp_path_factory.mktemp("eval-ws") / "ws"
-    with pytest.MonkeyPatch.context() as patch:  # the packaged SmolLM2 takes ~10 s to inspect
-        patch.setattr(ModelRegistry, "ensure_packaged", lambda self: [])
-        ws, _ = init_workspace(path, env={})
-    try:
-        ws.models.add("tiny", "safetensors", str(tiny_model_dir))
-    finally:
-        ws.close()
-    return path
-
-
 @pytest.fixture
-def workspace(eval_template: Path, tmp_path: Path) -> Path:
-    """A fresh copy of the template workspace."""
-    path = tmp_path / "ws"
-    shutil.copytree(eval_template, path)
-    return path
+def workspace(tiny_workspace: Path) -> Path:
+    """A fresh workspace with the tiny random Llama registered as `tiny`."""
+    return tiny_workspace
 
 
 @pytest.fixture

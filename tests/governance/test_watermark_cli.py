@@ -8,30 +8,21 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from feilun.app.workspace import init_workspace, opened
+from feilun.app.workspace import opened
 from feilun.cli.main import app
 from feilun.core.errors import BadInput, ConfigError
 from feilun.core.protocols import GenerationParams
 from feilun.core.records import Message
 from feilun.governance.labels import load_or_create_key
-from feilun.models.registry import ModelRegistry
 
 PROMPT = [Message(role="user", content="Write about pipes, valves and meters.")]
 PARAMS = GenerationParams(max_tokens=300, temperature=1.0, seed=3)
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+@pytest.fixture
+def workspace(tiny_workspace: Path) -> Path:
     """A workspace with the tiny random Llama registered as `tiny`."""
-    path = tmp_path_factory.mktemp("wm") / "ws"
-    with pytest.MonkeyPatch.context() as patch:  # the packaged SmolLM2 takes ~10 s to inspect
-        patch.setattr(ModelRegistry, "ensure_packaged", lambda self: [])
-        ws, _ = init_workspace(path, env={})
-    try:
-        ws.models.add("tiny", "safetensors", str(tiny_model_dir))
-    finally:
-        ws.close()
-    return path
+    return tiny_workspace
 
 
 def answer(workspace: Path, env: dict[str, str]) -> str:

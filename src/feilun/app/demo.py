@@ -145,6 +145,7 @@ def _configs(
     template: Path, folder: Path, name: str, alias: str, seed: str
 ) -> tuple[Path, Path, str]:
     """Turn configs for the two turns (turn 1 has no feedback to curate), and their key."""
+    folder = folder.resolve()  # the configs name their files absolutely: read from anywhere
     raw = yaml.safe_load(template.read_text(encoding="utf-8"))
     for section, key in (("curate", "rules"), ("train", "recipe"), ("gate", "rules")):
         raw[section][key] = str((template.parent / raw[section][key]).resolve())

@@ -14,7 +14,7 @@ from feilun.app.answering import open_library
 from feilun.app.demo_data import DemoItem, eval_rows, of_split, sft_rows, write_jsonl
 from feilun.app.workspace import Workspace
 from feilun.data.collections import list_documents
-from feilun.data.datasets import item_row, iter_rows, resolve_dataset, save_dataset
+from feilun.data.datasets import iter_rows, resolve_dataset, save_cleaned, save_dataset
 from feilun.data.ingest import ingest
 from feilun.data.pipeline import OperatorReport, items_from_documents, run_pipeline
 from feilun.data.recipes import load_recipe
@@ -60,16 +60,7 @@ def clean_corpus(ws: Workspace, collection: str, recipe: Path, dataset: str) -> 
     documents = list_documents(ws.catalog, collection)
     loaded = load_recipe(recipe, [])
     result = run_pipeline(items_from_documents(documents), loaded)
-    saved = save_dataset(
-        ws.catalog,
-        ws.artifacts,
-        dataset,
-        (item_row(item) for item in result.kept),
-        inputs=[d.id for d in documents],
-        recipe=loaded,
-        reports=result.reports,
-        rejected=result.rejected,
-    )
+    saved = save_cleaned(ws.catalog, ws.artifacts, dataset, documents, loaded, result)
     return {"dataset": saved.ref, "rows": saved.count, "rejected": len(result.rejected)}
 
 

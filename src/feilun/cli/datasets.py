@@ -58,7 +58,7 @@ def clean(
     from feilun.app.workspace import opened
     from feilun.core.registry import lookup
     from feilun.data.collections import list_documents
-    from feilun.data.datasets import check_dataset_name, item_row, save_dataset
+    from feilun.data.datasets import check_dataset_name, save_cleaned
     from feilun.data.pipeline import items_from_documents, run_pipeline
     from feilun.data.recipes import load_recipe
 
@@ -75,16 +75,7 @@ def clean(
         items = items_from_documents(documents)
         with _progress_bars(loaded, quiet=json) as progress:
             result = run_pipeline(items, loaded, engine=engine, progress=progress)
-        saved = save_dataset(
-            ws.catalog,
-            ws.artifacts,
-            dataset,
-            (item_row(item) for item in result.kept),
-            inputs=[d.id for d in documents],
-            recipe=loaded,
-            reports=result.reports,
-            rejected=result.rejected,
-        )
+        saved = save_cleaned(ws.catalog, ws.artifacts, dataset, documents, loaded, result)
     if json:
         print_json({"dataset": _manifest(saved), "reports": [r.to_json() for r in result.reports]})
         return

@@ -25,7 +25,8 @@ from feilun.data.recipes import Recipe
 from feilun.store.catalog import resolve_version
 
 if TYPE_CHECKING:
-    from feilun.data.pipeline import OperatorReport
+    from feilun.core.records import Document
+    from feilun.data.pipeline import OperatorReport, PipelineResult
     from feilun.store.artifacts import ArtifactStore
     from feilun.store.catalog import SqlCatalog
 
@@ -48,6 +49,27 @@ def rejection_row(rejection: Rejection) -> dict[str, Any]:
         "operator": rejection.operator,
         "reason": rejection.reason,
     }
+
+
+def save_cleaned(
+    catalog: SqlCatalog,
+    artifacts: ArtifactStore,
+    name: str,
+    documents: Sequence[Document],
+    recipe: Recipe,
+    result: PipelineResult,
+) -> Dataset:
+    """Save a cleaning run over `documents` (kept rows, rejected set, reports) as dataset `name`."""
+    return save_dataset(
+        catalog,
+        artifacts,
+        name,
+        (item_row(item) for item in result.kept),
+        inputs=[d.id for d in documents],
+        recipe=recipe,
+        reports=result.reports,
+        rejected=result.rejected,
+    )
 
 
 def save_dataset(

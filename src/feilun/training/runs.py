@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from feilun.core.errors import ConfigError, NotFound
+from feilun.core.processes import is_running, this_process
 from feilun.core.records import new_id, utc_now
 from feilun.training.datasets import resolve_dataset
 from feilun.training.recipe import Recipe, load_recipe, validate_recipe
@@ -136,13 +136,13 @@ def write_status(run: Run, **fields: Any) -> dict[str, Any]:
 
 def mark_running(run: Run, **fields: Any) -> dict[str, Any]:
     """Status running, owned by this process (so a dead owner reads as interrupted)."""
-    return write_status(run, status="running", pid=os.getpid(), host=socket.gethostname(), **fields)
+    return write_status(run, status="running", **this_process(), **fields)
 
 
 def read_status(run: Run) -> dict[str, Any]:
     """run.json, with `running` turned into `interrupted` when its process is gone."""
     status = _read_json(run.path / "run.json")
-    if status.get("status") == "running" and not _is_alive(status):
+    if status.get("status") == "running" and not is_running(status):
         status["status"] = "interrupted"
     return status
 
@@ -210,18 +210,4 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
     value = json.loads(path.read_text(encoding="utf-8"))
     return value if isinstance(value, dict) else {}
-
-
-def _is_alive(status: dict[str, Any]) -> bool:
-    if status.get("host") != socket.gethostname():
-        return True  # another machine's process: cannot tell, trust the status
-    pid = int(status.get("pid", 0))
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
     return True

@@ -7,8 +7,6 @@ the first step not done.
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from feilun.core.errors import ConfigError, NotFound
+from feilun.core.processes import is_running, this_process
 from feilun.core.records import new_id, utc_now
 from feilun.store.database import Database
 from feilun.store.schema import flywheel_turns
@@ -53,22 +52,8 @@ class Turn:
         owner = self.state.get("owner") or {}
         if self.finished_at is not None or not owner:
             return False
-        if owner.get("host") != socket.gethostname():
-            return True  # another machine's: cannot tell, trust the status
-        pid = int(owner.get("pid", 0))
-        if pid <= 0:
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # alive, owned by someone else
-            return True
+        return is_running(owner)
         return True
-
-
-def _owner() -> dict[str, Any]:
-    return {"pid": os.getpid(), "host": socket.gethostname()}
 
 
 def create_turn(db: Database, name: str, config: dict[str, Any]) -> Turn:
@@ -87,7 +72,7 @@ def create_turn(db: Database, name: str, config: dict[str, Any]) -> Turn:
         status="running",
         step="start",
         config=config,
-        state={"owner": _owner()},
+        state={"owner": this_process()},
         started_at=utc_now(),
     )
     with db.session() as session:
@@ -113,7 +98,7 @@ def claim(db: Database, turn: Turn) -> Turn:
             f"turn {turn.name} #{turn.number} is running in process {turn.state['owner']['pid']}",
             "wait for it, or stop that process first",
         )
-    turn.state["owner"] = _owner()
+    turn.state["owner"] = this_process()
     return save(db, turn, status="running", error=None, finished_at=None)
 
 
