@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from feilun.app.demo_data import (
     SPLITS,
@@ -162,3 +163,19 @@ def test_simulated_users_rate_served_answers_once(tmp_path: Path) -> None:
     assert [r.corrected_answer for r in rows] == [None, "every 8 years"]
     assert [r.trace_id for r in rows] == [e.trace_id for e in first]
     assert again == []  # the round ran again: every item was rated already, none is asked
+
+
+def test_turn_configs_name_their_files_absolutely_from_a_relative_workspace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feilun.app.demo import TEMPLATE, _configs, _repo_file
+
+    monkeypatch.chdir(tmp_path)
+    folder = Path("feilun-workspace/demo/lanshan")  # the default workspace is relative
+    folder.mkdir(parents=True)
+    first, second, _ = _configs(_repo_file(TEMPLATE), folder, "lanshan", "prod", "seed@1")
+    for config in (first, second):
+        raw = yaml.safe_load(config.read_text(encoding="utf-8"))
+        suite = Path(raw["evaluate"]["suite"])
+        assert suite.is_absolute() and suite.is_file(), suite  # not doubled under the folder
+        assert Path(raw["train"]["recipe"]).is_file() and Path(raw["gate"]["rules"]).is_file()
