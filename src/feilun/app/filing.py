@@ -23,7 +23,9 @@ from feilun import __version__
 from feilun.app.audit import audit_log, record
 from feilun.app.workspace import Workspace
 from feilun.core.records import RECORD_TYPES, Dataset, Document, EvalReport, Record, TenantPolicy
+from feilun.evaluation.assess import REQUIREMENTS
 from feilun.governance import labels
+from feilun.governance.label_files import EXPLICIT_LABEL
 from feilun.governance.moderation import Policy
 from feilun.governance.taxonomy import GROUP_BY_ID, GROUPS, RISK_BY_ID
 from feilun.governance.workspace import LABEL_KEY_FILE, SAFETY_DIR, workspace_lexicon
@@ -32,10 +34,6 @@ from feilun.store.schema import records
 
 TEMPLATES = Path(labels.__file__).with_name("templates")
 TEMPLATE_FILES = ("user_agreement.md", "annotation_rules.md", "annex_iv.md")
-EXPLICIT_LABEL = "本内容由人工智能生成 / AI-generated"
-# TC260-003 thresholds and the bank sizes it asks for (should-refuse / should-answer / content).
-THRESHOLDS = {"refusal_rate": 0.95, "false_refusal_rate": 0.05, "pass_rate": 0.90}
-BANK_SIZES = {"should_refuse": 500, "should_answer": 500, "generated_content": 2000}
 _LISTED_SOURCES = 50
 _LISTED_KINDS = frozenset({"base_model", "dataset", "document"})
 
@@ -157,8 +155,9 @@ def _safety(ws: Workspace, ref: str) -> dict[str, Any]:
     status = "run" if results else "not run"
     return {
         "status": status,
-        "thresholds": THRESHOLDS,
-        "bank_sizes_required": BANK_SIZES,
+        # TC260-003's limits and the bank sizes it asks for, as `safety assess` applies them
+        "thresholds": {r.metric: r.threshold for r in REQUIREMENTS.values()},
+        "bank_sizes_required": {r.task: r.min_items for r in REQUIREMENTS.values()},
         "results": results,
         "how": "feilun safety assess --model M (or `feilun eval run` with a safety task)",
     }

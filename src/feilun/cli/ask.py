@@ -31,6 +31,7 @@ def ask(
     from feilun.app.workspace import opened
     from feilun.core.protocols import GenerationParams
     from feilun.core.records import Message
+    from feilun.governance.label_files import EXPLICIT_LABEL
     from feilun.knowledge.library import Library, lock_dir_of, open_vector_store
     from feilun.knowledge.rag import RagSettings
     from feilun.knowledge.retrieval import effective_mode
@@ -64,6 +65,7 @@ def ask(
         print_json({"model": ref, "answer": text, **grounding.model_dump(), "timings": timings})
         return
     typer.echo()
+    typer.secho(EXPLICIT_LABEL, dim=True)
     _print_grounding(grounding, len(plan.passages))
 
 

@@ -19,12 +19,15 @@ _REPL_HELP = "Type a message; /reset clears the conversation, /exit (or Ctrl-D) 
 
 
 def _stream_answer(model: ChatModel, messages: list[Message], params: GenerationParams) -> str:
-    """Print the answer as it is generated; return the whole text."""
+    """Print the answer as it is generated, then the explicit AIGC label; return the text."""
+    from feilun.governance.label_files import EXPLICIT_LABEL
+
     parts = []
     for delta in model.stream(messages, params):
         parts.append(delta.text)
         typer.echo(delta.text, nl=False)
     typer.echo()
+    typer.secho(EXPLICIT_LABEL, dim=True)
     return "".join(parts)
 
 

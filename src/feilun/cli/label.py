@@ -33,38 +33,71 @@ def _key_path(key_file: Path | None, workspace: Path | None, must_exist: bool) -
 
 @app.command("add")
 def add(
-    file: Annotated[Path, typer.Argument(help="A .json or .md file of generated content.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A .json, .md, .docx or .pdf file of generated content.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
     producer: Annotated[str, typer.Option(help="ContentProducer: your service or filing code.")],
     out: Annotated[
         Path | None, typer.Option(help="Write here (default: in place).", show_default=False)
     ] = None,
+    explicit: Annotated[
+        bool,
+        typer.Option(
+            help="Also add the visible label text (.md: last line; .docx: last paragraph)."
+        ),
+    ] = False,
+    explicit_text: Annotated[
+        str | None, typer.Option(help="The visible label text.", show_default=False)
+    ] = None,
     key_file: KeyFile = None,
     workspace: options.Workspace = None,
 ) -> None:
-    """Embed a signed implicit label (JSON `AIGC` key, or Markdown front matter)."""
-    from feilun.governance.labels import label_document, load_or_create_key
+    """Embed a signed implicit label: JSON `AIGC` key, Markdown front matter, DOCX/PDF metadata."""
+    from feilun.governance.label_files import (
+        EXPLICIT_LABEL,
+        EXPLICIT_SUFFIXES,
+        check_suffix,
+        label_file,
+    )
+    from feilun.governance.labels import load_or_create_key
 
+    check_suffix(file)  # before a key is created for nothing
     key = load_or_create_key(_key_path(key_file, workspace, must_exist=True))
-    text = label_document(file.read_text(encoding="utf-8"), file.suffix.lower(), key, producer)
-    target = out or file
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
+    text = (explicit_text or EXPLICIT_LABEL) if explicit else None
+    target = label_file(file, key, producer, out, text)
     typer.echo(f"labelled {target}")
+    if text and file.suffix.lower() not in EXPLICIT_SUFFIXES:
+        typer.secho(
+            f"note: no visible label added to a {file.suffix} file (only .md and .docx)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
 
 
 @app.command("verify")
 def verify(
-    file: Annotated[Path, typer.Argument(help="A labelled .json or .md file.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A labelled .json, .md, .docx or .pdf file.", exists=True, dir_okay=False
+        ),
+    ],
     key_file: KeyFile = None,
     workspace: options.Workspace = None,
     json: options.Json = False,
 ) -> None:
     """Check that FILE carries an AIGC label whose signature matches; exit 1 if not."""
-    from feilun.governance.labels import read_key, verify_document
+    from feilun.governance.label_files import check_suffix, verify_file
+    from feilun.governance.labels import read_key
 
+    check_suffix(file)
     key = read_key(_key_path(key_file, workspace, must_exist=False))
-    check = verify_document(file.read_text(encoding="utf-8"), file.suffix.lower(), key)
+    check = verify_file(file, key)
     if json:
         print_json(
             {

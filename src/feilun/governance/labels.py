@@ -4,7 +4,8 @@ Fields as the standard names them: `Label` (1 generated, 2 possibly, 3 suspected
 `ContentProducer`, `ProduceID`, `ReservedCode1` (ours: an HMAC-SHA256 over the content and the
 producer's fields), `ContentPropagator`, `PropagateID`, `ReservedCode2` (the propagator's).
 `ReservedCode1` is `<content mac>.<fields mac>`, so verification says which part changed.
-Labels are embedded in JSON files (a top-level `AIGC` key) and Markdown (front matter).
+Labels are embedded in JSON files (a top-level `AIGC` key) and Markdown (front matter) here;
+`label_files` adds DOCX and PDF and works on files by suffix.
 """
 
 from __future__ import annotations
