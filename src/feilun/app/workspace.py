@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import tomli_w
 
 from feilun import __version__
 from feilun.core.errors import WorkspaceError
+from feilun.core.files import write_atomically
 from feilun.core.settings import (
     SETTINGS_FILE,
     WORKSPACE_FORMAT,
@@ -85,12 +85,8 @@ def _build(settings: Settings) -> Workspace:
 def _write_settings(path: Path, settings: Settings) -> None:
     """Write feilun.toml atomically: a temporary file renamed over the final name."""
     values = settings.model_dump(mode="json", exclude={"workspace"})
-    fd, tmp = tempfile.mkstemp(prefix=".feilun.toml.", dir=path)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(_HEADER + tomli_w.dumps(values))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path / SETTINGS_FILE)
+    # 0o600: a database URL may carry a password
+    write_atomically(path / SETTINGS_FILE, _HEADER + tomli_w.dumps(values), mode=0o600)
 
 
 def init_workspace(

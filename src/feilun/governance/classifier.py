@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from feilun.core.errors import ArtifactError, BackendUnavailable, BadInput, ConfigError
+from feilun.core.files import write_atomically
 from feilun.governance.lexicon import fold_case
 from feilun.governance.taxonomy import resolve_risk
 
@@ -83,15 +82,7 @@ class Classifier:
             "source": self.source,
             "weights": self.weights,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(values, f, ensure_ascii=False, separators=(",", ":"))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, json.dumps(values, ensure_ascii=False, separators=(",", ":")))
 
 
 def load_classifier(path: Path | str) -> Classifier:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from feilun.core.errors import BadInput
+from feilun.core.files import write_atomically
 from feilun.governance.labels import (
     LabelCheck,
     label_document,
@@ -52,7 +51,7 @@ def label_file(
     else:
         labelled = _label_pdf(data, key, producer)
     target = out or src
-    _write_atomically(target, labelled)
+    write_atomically(target, labelled)
     return target
 
 
@@ -153,14 +152,3 @@ def _label_pdf(data: bytes, key: bytes, producer: str) -> bytes:
     buffer = io.BytesIO()
     writer.write(buffer)
     return buffer.getvalue()
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, target.stat().st_mode & 0o777 if target.exists() else 0o644)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)

@@ -9,15 +9,14 @@ A malformed line fails the whole file with its line number, so a lexicon is neve
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from feilun.core.errors import ConfigError
+from feilun.core.files import write_atomically
 from feilun.governance.taxonomy import RISK_BY_ID, known_names, resolve_risk
 
 ALLOW = "allow"
@@ -121,15 +120,7 @@ def format_lexicon(lexicon: Lexicon) -> str:
 
 def write_lexicon(lexicon: Lexicon, path: Path) -> None:
     """Write a lexicon file atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(format_lexicon(lexicon))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, format_lexicon(lexicon))
 
 
 def default_lexicon() -> Lexicon:

@@ -8,14 +8,13 @@ A run whose status says running but whose process is gone is shown as interrupte
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from feilun.core.errors import ConfigError, NotFound
+from feilun.core.files import write_atomically
 from feilun.core.processes import is_running, this_process
 from feilun.core.records import new_id, utc_now
 from feilun.training.datasets import resolve_dataset
@@ -53,16 +52,7 @@ class Run:
 
 def write_json(path: Path, value: Any) -> None:
     """Replace `path` with `value` as JSON, atomically (temporary file, fsync, rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(value, f, ensure_ascii=False, indent=2, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, json.dumps(value, ensure_ascii=False, indent=2, default=str))
 
 
 def create_run(root: Path, recipe: Recipe, source: str, run_id: str | None = None) -> Run:
@@ -170,10 +160,7 @@ def read_metrics(run: Run) -> list[dict[str, Any]]:
 def cut_metrics(run: Run, after_step: int) -> None:
     """Drop metrics lines past `after_step` (they are re-run after a resume)."""
     kept = [m for m in read_metrics(run) if m.get("step", 0) <= after_step]
-    fd, tmp = tempfile.mkstemp(prefix=".metrics.", dir=run.path)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(m, ensure_ascii=False) + "\n" for m in kept)
-    os.replace(tmp, run.metrics)
+    write_atomically(run.metrics, "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in kept))
 
 
 def show_run(root: Path, run_id: str) -> dict[str, Any]:

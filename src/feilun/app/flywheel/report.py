@@ -7,8 +7,6 @@ training data growth, feedback volume, training time and cost, and each turn's v
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from feilun.app.flywheel.charts import bar_chart, interval_chart
 from feilun.app.flywheel.turns import Turn, list_turns
 from feilun.app.workspace import Workspace
 from feilun.core.errors import NotFound
+from feilun.core.files import write_atomically
 from feilun.core.records import utc_now
 
 _STYLE = (
@@ -64,9 +63,9 @@ def write_report(workspace: Workspace, name: str, out_dir: Path) -> Path:
         "turns": [turn_summary(t) for t in turns],
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write(out_dir / "report.json", json.dumps(summary, ensure_ascii=False, indent=2))
+    write_atomically(out_dir / "report.json", json.dumps(summary, ensure_ascii=False, indent=2))
     html = out_dir / "report.html"
-    _write(html, render_html(summary))
+    write_atomically(html, render_html(summary))
     return html
 
 
@@ -156,11 +155,3 @@ def _target(turn: dict[str, Any]) -> str:
         f"{turn['target']} {metric} {v['incumbent']['value']:.3f} → {v['candidate']['value']:.3f}"
         for metric, v in found.items()
     )
-
-
-def _write(path: Path, text: str) -> None:
-    """Replace `path` atomically."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
