@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -100,33 +97,12 @@ def postgres_url(postgres_database_url: str) -> Iterator[str]:
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
-@contextmanager
-def _serve_app(app: Any) -> Iterator[str]:
-    """Run an ASGI app under uvicorn on a free port of 127.0.0.1; yield its base URL."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
 ServeApp = Callable[[Any], AbstractContextManager[str]]
 
 
 @pytest.fixture(scope="session")
 def serve_app() -> ServeApp:
     """`with serve_app(asgi_app) as base_url:` runs the app under uvicorn on 127.0.0.1."""
-    return _serve_app
+    from feilun.app.serve import serve_in_thread
+
+    return serve_in_thread

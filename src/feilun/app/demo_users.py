@@ -10,9 +10,6 @@ rated already, so no question is rated twice in one round.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -22,9 +19,9 @@ import sqlalchemy as sa
 
 from feilun.app.audit import audit_log
 from feilun.app.demo_data import DemoItem
-from feilun.app.serve import build_server_app
+from feilun.app.serve import build_server_app, serve_in_thread
 from feilun.app.workspace import Workspace
-from feilun.core.errors import FeilunError, NotFound
+from feilun.core.errors import NotFound
 from feilun.evaluation.qa import score_answer
 from feilun.serving.accounts import Accounts
 from feilun.store.schema import feedback
@@ -122,25 +119,8 @@ def ask_and_rate(
 @contextmanager
 def serving(ws: Workspace) -> Iterator[str]:
     """The workspace's gateway under uvicorn on a free port of 127.0.0.1; its base URL."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(build_server_app(ws), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            sock.close()
-            raise FeilunError("the gateway did not start", "see the log above for the reason")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serve_in_thread(build_server_app(ws)) as url:
+        yield url
 
 
 def feedback_round(
