@@ -20,21 +20,37 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-llama")
 
 
+MakeWorkspace = Callable[[Path, Path, dict[str, list[dict[str, Any]]]], Path]
+
+
 @pytest.fixture(scope="session")
-def tiny_workspace_template(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    """Made once: a workspace with the tiny random Llama registered as `tiny`."""
+def make_workspace() -> MakeWorkspace:
+    """`make_workspace(path, model_dir, datasets)`: a workspace with `tiny` and those datasets."""
     from feilun.app.workspace import init_workspace
+    from feilun.data.datasets import save_dataset
     from feilun.models.registry import ModelRegistry
 
-    path = tmp_path_factory.mktemp("tiny-ws") / "ws"
-    with pytest.MonkeyPatch.context() as patch:  # the packaged SmolLM2 takes ~10 s to inspect
-        patch.setattr(ModelRegistry, "ensure_packaged", lambda self: [])
-        ws, _ = init_workspace(path, env={})
-    try:
-        ws.models.add("tiny", "safetensors", str(tiny_model_dir))
-    finally:
-        ws.close()
-    return path
+    def make(path: Path, model_dir: Path, datasets: dict[str, list[dict[str, Any]]]) -> Path:
+        with pytest.MonkeyPatch.context() as patch:  # the packaged SmolLM2 takes ~10 s to inspect
+            patch.setattr(ModelRegistry, "ensure_packaged", lambda self: [])
+            ws, _ = init_workspace(path, env={})
+        try:
+            ws.models.add("tiny", "safetensors", str(model_dir))
+            for name, rows in datasets.items():
+                save_dataset(ws.catalog, ws.artifacts, name, rows)
+        finally:
+            ws.close()
+        return path
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_workspace_template(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, make_workspace: MakeWorkspace
+) -> Path:
+    """Made once: a workspace with the tiny random Llama registered as `tiny`."""
+    return make_workspace(tmp_path_factory.mktemp("tiny-ws") / "ws", tiny_model_dir, {})
 
 
 @pytest.fixture

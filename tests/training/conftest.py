@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from feilun.app.workspace import init_workspace, opened
-from feilun.models.registry import ModelRegistry
+from feilun.app.workspace import opened
 from feilun.models.tiny import build_tiny_model
 from feilun.training.context import Resources
 
@@ -74,25 +73,12 @@ def tiny_base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def template_workspace(tmp_path_factory: pytest.TempPathFactory, tiny_base_dir: Path) -> Path:
+def template_workspace(
+    tmp_path_factory: pytest.TempPathFactory, tiny_base_dir: Path, make_workspace: Any
+) -> Path:
     """Made once: `tiny` registered; datasets greetings, prefs and corpus saved."""
-    from feilun.data.datasets import save_dataset
-
-    path = tmp_path_factory.mktemp("ws-template") / "ws"
-    with pytest.MonkeyPatch.context() as patch:  # the packaged SmolLM2 takes ~10 s to inspect
-        patch.setattr(ModelRegistry, "ensure_packaged", lambda self: [])
-        ws, _ = init_workspace(path, env={})
-    try:
-        ws.models.add("tiny", "safetensors", str(tiny_base_dir))
-        for name, rows in (
-            ("greetings", chat_rows()),
-            ("prefs", preference_rows()),
-            ("corpus", text_rows()),
-        ):
-            save_dataset(ws.catalog, ws.artifacts, name, rows)
-    finally:
-        ws.close()
-    return path
+    datasets = {"greetings": chat_rows(), "prefs": preference_rows(), "corpus": text_rows()}
+    return make_workspace(tmp_path_factory.mktemp("ws-template") / "ws", tiny_base_dir, datasets)
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from feilun.app.workspace import Workspace, init_workspace, opened
-from feilun.models.registry import ModelRegistry
+from feilun.app.workspace import Workspace, opened
 
 RECIPES = Path(__file__).resolve().parents[3] / "recipes" / "flywheel"
 TINY = RECIPES / "tiny.yaml"
@@ -37,9 +36,8 @@ def fact_rows(corrupt: bool = False) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def flywheel_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def flywheel_template(tmp_path_factory: pytest.TempPathFactory, make_workspace: Any) -> Path:
     """Made once: `tiny` (a large init, so it can memorise) and dataset `facts`."""
-    from feilun.data.datasets import save_dataset
     from feilun.models.tiny import build_tiny_model
 
     model, tokenizer = build_tiny_model("llama", seed=0, init_std=0.3)
@@ -47,15 +45,7 @@ def flywheel_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     path = tmp_path_factory.mktemp("fw-template") / "ws"
-    with pytest.MonkeyPatch.context() as patch:  # the packaged SmolLM2 takes ~10 s to inspect
-        patch.setattr(ModelRegistry, "ensure_packaged", lambda self: [])
-        ws, _ = init_workspace(path, env={})
-    try:
-        ws.models.add("tiny", "safetensors", str(folder))
-        save_dataset(ws.catalog, ws.artifacts, "facts", fact_rows())
-    finally:
-        ws.close()
-    return path
+    return make_workspace(path, folder, {"facts": fact_rows()})
 
 
 @pytest.fixture
