@@ -48,3 +48,12 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) feilun-workspace .pytest_cache .mypy_cache .ruff_cache
+
+# lm-evaluation-harness for the fidelity test and benchmarks/eval.py, on top of the dev install
+# (it adds datasets, evaluate, scikit-learn; nothing of ours imports it).
+FIDELITY := $(VENV)/.fidelity
+.PHONY: fidelity-env
+fidelity-env: $(FIDELITY)
+$(FIDELITY): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,fidelity]'
+	touch $(FIDELITY)

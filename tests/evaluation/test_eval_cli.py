@@ -42,9 +42,9 @@ def test_every_shipped_recipe_is_valid(recipe: Path, monkeypatch: pytest.MonkeyP
 
 def test_bad_suites_name_the_problem(tmp_path: Path) -> None:
     path = tmp_path / "suite.yaml"
-    path.write_text("name: s\ntasks:\n  - {name: a, kind: judge, path: x.jsonl}\n", "utf-8")
+    path.write_text("name: s\ntasks:\n  - {name: a, kind: essay, path: x.jsonl}\n", "utf-8")
     with pytest.raises(
-        ConfigError, match=r"unknown task kind 'judge'; known kinds: mc, qa, safety"
+        ConfigError, match=r"unknown task kind 'essay'; known kinds: mc, qa, safety, rag, judge"
     ):
         load_suite(path)
     path.write_text(

@@ -27,7 +27,7 @@ from feilun.store.schema import metadata
 
 TABLES = {
     *("records", "record_inputs", "tenants", "api_keys", "quotas", "prices", "usage", "traces"),
-    *("feedback", "audit_events", "audit_checkpoints", "flywheel_turns"),
+    *("feedback", "audit_events", "audit_checkpoints", "flywheel_turns", "deliveries"),
 }
 
 
@@ -41,8 +41,8 @@ def test_migration_files_ship_inside_the_package() -> None:
     assert (folder / "script.py.mako").is_file()
     assert (folder / "env.py").is_file()
     assert (folder / "versions" / "0001_initial.py").is_file()
-    assert head_revision() == "0003"
-    assert known_revisions() == ["0001", "0002", "0003"]
+    assert head_revision() == "0004"
+    assert known_revisions() == ["0001", "0002", "0003", "0004"]
 
 
 def test_up_down_up(db: Database) -> None:

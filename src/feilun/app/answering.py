@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from feilun.app.workspace import Workspace
+from feilun.core.protocols import ChatModel
+from feilun.evaluation.rag import KbAccess, RagOpener
 from feilun.knowledge.library import Library, lock_dir_of, open_vector_store, resolve_kb
 from feilun.knowledge.rag import RagChatModel, RagSettings
+from feilun.knowledge.retrieval import KbRetriever
 from feilun.models.packaged import SMOLLM2
 
 DEFAULT_MODEL = SMOLLM2.name  # what a knowledge base answers with unless a model is named
@@ -36,3 +39,17 @@ def open_rag_model(
     resolved = workspace.models.resolve(model or DEFAULT_MODEL)
     chat_model = workspace.models.open(resolved)
     return f"{resolved.ref}+kb:{record.ref}", RagChatModel(chat_model, library, kb, settings)
+
+
+def kb_access_opener(workspace: Workspace, library: Library | None = None) -> RagOpener:
+    """How rag eval tasks ask a knowledge base: as `rag:KB` answers, pinned to one version."""
+    shared = library or open_library(workspace)
+
+    def open_kb(model: ChatModel, kb: str) -> KbAccess:
+        ref = resolve_kb(workspace.catalog, kb).ref  # NotFound lists the knowledge bases
+        settings = RagSettings()
+        retriever = KbRetriever(shared, ref, mode=settings.mode)
+        rag = RagChatModel(model, shared, ref, settings)
+        return KbAccess(ref, rag, retriever.retrieve, settings.k)
+
+    return open_kb

@@ -202,12 +202,21 @@ def _labelling() -> dict[str, Any]:
             "field": "AIGC",
             "fields": list(labels.FIELDS),
             "label_values": labels.LABELS,
-            "signature": "ReservedCode1 = HMAC-SHA256(deployment key, content) . "
-            f"HMAC-SHA256(deployment key, {'/'.join(labels.SIGNED_FIELDS)}), 144 bits each",
+            "signature": "ReservedCode1 = HMAC-SHA256(deployment key, content) (144 bits), then "
+            "one HMAC-SHA256 per signed field "
+            f"({', '.join(labels.SIGNED_FIELDS)}; 96 bits each), '.'-separated, so "
+            "verification names the field or the content that changed",
             "key": f"<workspace>/{SAFETY_DIR}/{LABEL_KEY_FILE} (per deployment, mode 0600)",
-            "embedded_in": "JSON (top-level AIGC key), Markdown front matter, API responses",
+            "embedded_in": "JSON (top-level AIGC key), Markdown front matter, DOCX core "
+            "properties, PDF document info, each generated row of a dataset export (JSONL, "
+            "Parquet), API responses",
             "verify": "feilun label verify FILE",
         },
+        "delivery_log": "output handed over without a label (`feilun data export --no-label`, "
+        "API answers of tenants whose policy switches labels off) is recorded with recipient "
+        "and reason, kept at least 180 days: `feilun governance deliveries list`",
+        "watermark": "green-list text watermark, per deployment (settings) or per tenant "
+        "(policy `watermark: true`); `feilun watermark detect`",
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from feilun.app.audit import audit_log
 from feilun.app.workspace import Workspace
 from feilun.governance.labels import load_or_create_key
@@ -12,6 +14,7 @@ from feilun.serving.gateway import Principal
 from feilun.serving.moderation import BlockRecorder, Moderation
 from feilun.serving.policies import PolicyStore
 from feilun.store.audit import SqlAuditStore
+from feilun.store.deliveries import record_delivery
 
 
 def policy_store(ws: Workspace, accounts: Accounts | None = None) -> PolicyStore:
@@ -20,10 +23,16 @@ def policy_store(ws: Workspace, accounts: Accounts | None = None) -> PolicyStore
 
 
 def build_moderation(ws: Workspace, accounts: Accounts) -> Moderation:
-    """The workspace's lexicon and classifier, each tenant's policy, the label key, the audit."""
+    """The workspace's lexicon and classifier, tenant policies, label key, audit, delivery log."""
     key = load_or_create_key(safety_dir(ws.path) / LABEL_KEY_FILE)
     policies = policy_store(ws, accounts).policy
-    return Moderation(build_moderator(ws.path), policies, key, on_block=_audited_blocks(ws))
+    return Moderation(
+        build_moderator(ws.path),
+        policies,
+        key,
+        on_block=_audited_blocks(ws),
+        on_delivery=partial(record_delivery, ws.database),
+    )
 
 
 def _audited_blocks(ws: Workspace) -> BlockRecorder:

@@ -22,6 +22,7 @@ from feilun.core import registry as plugins
 from feilun.core.caching import TtlCache
 from feilun.core.errors import FeilunError
 from feilun.core.protocols import ChatModel, Embedder
+from feilun.governance.watermark import deployment_watermark
 from feilun.knowledge.library import list_kbs
 from feilun.models.packaged import MINILM
 from feilun.serving.accounts import Accounts
@@ -102,6 +103,9 @@ def build_gateway(workspace: Workspace) -> Gateway:
 
     accounts = Accounts(workspace.database, audit=audit_log(workspace))
     ledger = SqlLedger(workspace.database, accounts, build_limiter(workspace.settings.redis_url))
+    moderation = build_moderation(workspace, accounts)  # makes the label key when missing
+    if registry.watermark is None:  # so a tenant's policy can ask for the watermark
+        registry.watermark = deployment_watermark(workspace.settings)
     return Gateway(
         open_model=open_model,
         model_names=model_names,
@@ -110,7 +114,7 @@ def build_gateway(workspace: Workspace) -> Gateway:
         embedder_name=MINILM.name if MINILM.locate() is not None else None,
         shutdown=shutdown,
         limits=ServerLimits(max_body_bytes=workspace.settings.max_body_bytes),
-        moderation=build_moderation(workspace, accounts),
+        moderation=moderation,
     )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import tomli_w
 
 from feilun import __version__
-from feilun.core.errors import WorkspaceError
+from feilun.core.errors import ConfigError, WorkspaceError
 from feilun.core.files import write_atomically
 from feilun.core.settings import (
     SETTINGS_FILE,
@@ -26,7 +26,7 @@ from feilun.core.settings import (
     load_settings,
     resolve_workspace,
 )
-from feilun.governance.watermark import deployment_watermark
+from feilun.governance.watermark import Watermark, deployment_watermark
 from feilun.models.registry import ModelRegistry
 from feilun.store import migrate
 from feilun.store.artifacts import ArtifactStore
@@ -77,9 +77,21 @@ def _build(settings: Settings) -> Workspace:
             catalog,
             settings.resolved_model_cache,
             artifacts=artifacts,
-            watermark=deployment_watermark(settings, create=True) if settings.watermark else None,
+            watermark=_watermark(settings),
+            watermark_by_default=settings.watermark,
         ),
     )
+
+
+def _watermark(settings: Settings) -> Watermark | None:
+    """The deployment's watermark: made when the setting is on, else only if its key exists.
+
+    With the setting off, runtimes get it for requests whose tenant policy asks for it.
+    """
+    try:
+        return deployment_watermark(settings, create=settings.watermark)
+    except ConfigError:
+        return None  # no key yet: `feilun serve` makes it (see app.serve)
 
 
 def _write_settings(path: Path, settings: Settings) -> None:

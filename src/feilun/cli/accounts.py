@@ -317,7 +317,11 @@ def purge_traces(
     workspace: options.Workspace = None,
     json: options.Json = False,
 ) -> None:
-    """Delete old traces (usage rows stay for billing); at least 180 days are kept."""
+    """Delete old traces (usage rows stay for billing); at least 180 days are kept.
+
+    Even with --force, a trace an unlabelled delivery of the last 180 days names is kept
+    (`feilun governance deliveries list`).
+    """
     from feilun.core.errors import ConfigError
     from feilun.serving.accounts import parse_duration
     from feilun.serving.ledger import purge_traces as purge

@@ -19,6 +19,7 @@ from feilun.cli.output import print_json, print_table
 from feilun.core.errors import NotFound
 
 if TYPE_CHECKING:
+    from feilun.app.workspace import Workspace
     from feilun.core.records import Dataset
     from feilun.data.items import Rejection
     from feilun.data.pipeline import OperatorReport, ProgressFn
@@ -213,24 +214,109 @@ def export(
         Path | None,
         typer.Option("--output", "-o", help="File to write (default: NAME-VERSION.FORMAT here)."),
     ] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            help="Tenant the file is for: its policy names the producer.", show_default=False
+        ),
+    ] = None,
+    no_label: Annotated[
+        bool,
+        typer.Option(
+            "--no-label",
+            help="Leave generated rows unlabelled; needs --to and --reason (the delivery log).",
+        ),
+    ] = False,
+    to: Annotated[
+        str | None, typer.Option(help="Who receives the unlabelled file.", show_default=False)
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option(help="Why it goes unlabelled.", show_default=False)
+    ] = None,
     workspace: options.Workspace = None,
     json: options.Json = False,
 ) -> None:
-    """Write a dataset's rows to a JSONL or Parquet file."""
+    """Write a dataset's rows to a JSONL or Parquet file; generated rows carry an AIGC label.
+
+    A row a model wrote (`meta.model`) gets a signed label under `AIGC`; check the file with
+    `feilun label verify`. `--no-label` records the delivery (who, why) in the delivery log.
+    """
     from feilun.app.audit import record
     from feilun.app.workspace import opened
-    from feilun.data.datasets import export_dataset, resolve_dataset
+    from feilun.core.errors import ConfigError
+    from feilun.data.datasets import resolve_dataset
 
+    if no_label and not (to and reason):
+        raise ConfigError(
+            "--no-label needs --to (who receives the file) and --reason (why unlabelled)",
+            "add both (the delivery log keeps them 180 days), or drop --no-label",
+        )
     with opened(workspace) as ws:
         found = resolve_dataset(ws.catalog, ref)
         path = output or Path(f"{found.name}-{found.version}.{output_format.value}")
-        export_dataset(ws.artifacts, found, path, format=output_format.value)
+        delivery = (to, reason) if no_label and to and reason else None
+        labelled = _export_labelled(ws, found, path, output_format, tenant, delivery)
         details = {"path": str(path.resolve()), "rows": found.count, "format": output_format.value}
+        if labelled:
+            details["labelled_rows"] = labelled
+        if delivery is not None:
+            details["unlabelled_to"] = delivery[0]
         record(ws, "data.exported", found.ref, details)
     if json:
-        print_json({"dataset": found.ref, "path": str(path), "rows": found.count})
+        result = {"dataset": found.ref, "path": str(path), "rows": found.count}
+        print_json(result | {"labelled_rows": labelled})
         return
     typer.echo(f"exported {found.ref} ({found.count} rows) to {path}")
+    if labelled:
+        typer.echo(f"  {labelled} generated rows carry an AIGC label: feilun label verify {path}")
+    elif delivery is not None:
+        typer.echo("  unlabelled: recorded in the delivery log (feilun governance deliveries list)")
+
+
+def _export_labelled(
+    ws: Workspace,
+    dataset: Dataset,
+    path: Path,
+    output_format: ExportFormat,
+    tenant: str | None,
+    delivery: tuple[str, str] | None,
+) -> int:
+    """Export to a temporary file, label generated rows (or log the delivery), then rename.
+
+    The number of rows labelled. Nothing is left at `path` unless every step succeeded.
+    """
+    import os
+    import tempfile
+
+    from feilun.app.moderation import policy_store
+    from feilun.data.datasets import export_dataset
+    from feilun.governance.label_files import is_generated_row, label_file, verify_file
+    from feilun.governance.labels import load_or_create_key
+    from feilun.governance.workspace import LABEL_KEY_FILE, safety_dir
+    from feilun.store.deliveries import Delivery, record_delivery
+
+    _, policy = policy_store(ws).show(tenant)  # NotFound lists the tenants
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        export_dataset(ws.artifacts, dataset, tmp, format=output_format.value)
+        labelled = 0
+        if delivery is None:
+            key = load_or_create_key(safety_dir(ws.path) / LABEL_KEY_FILE)
+            label_file(tmp, key, policy.labels.producer, is_generated=is_generated_row)
+            check = verify_file(tmp, key)
+            labelled = int(check.label["rows_labelled"]) if check.is_valid and check.label else 0
+        else:
+            recipient, why = delivery
+            what = f"{dataset.ref} -> {path.resolve()}"
+            note = Delivery(tenant or "", recipient, "export", what, False, False, why)
+            record_delivery(ws.database, note)
+        os.replace(tmp, path)
+        return labelled
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""`feilun eval mc|qa|run|show|list|compare|gate`: evaluate models, compare reports, gate."""
+"""`feilun eval mc|qa|run|show|report|list|compare|gate`: evaluate, report, compare, gate."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from feilun.cli.output import print_json, print_table
 if TYPE_CHECKING:
     from feilun.app.workspace import Workspace
     from feilun.core.records import EvalReport
+    from feilun.evaluation.rendering import Shown
     from feilun.evaluation.suites import EvalContext, Suite, SuiteProgress
 
 app = typer.Typer(
@@ -45,9 +46,10 @@ Contamination = Annotated[
 
 
 def _context(ws: Workspace) -> EvalContext:
+    from feilun.app.answering import kb_access_opener
     from feilun.evaluation.suites import EvalContext
 
-    return EvalContext(ws.catalog, ws.artifacts, ws.models)
+    return EvalContext(ws.catalog, ws.artifacts, ws.models, open_rag=kb_access_opener(ws))
 
 
 @contextmanager
@@ -127,20 +129,13 @@ def _task_summary(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _print_report(report: EvalReport, payload: dict[str, Any]) -> None:
-    rows = []
-    for task in payload["tasks"]:
-        for metric, value in task["metrics"].items():
-            rows.append(
-                (
-                    task["name"],
-                    metric,
-                    f"{value['value']:.4f}",
-                    f"{value['low']:.3f}–{value['high']:.3f}",
-                    task["n"],
-                    task["errors"],
-                    len(task["skipped"]),
-                )
-            )
+    from feilun.evaluation.reports import metric_rows
+
+    rows = [
+        [task["name"], *row, task["n"], task["errors"], len(task["skipped"])]
+        for task in payload["tasks"]
+        for row in metric_rows(task)
+    ]
     title = f"{report.ref} ({report.id}) · {report.model} · {payload['wall_time_s']:.1f} s"
     print_table(title, ["task", "metric", "score", "95% CI", "n", "errors", "skipped"], rows)
     for task in payload["tasks"]:
@@ -281,16 +276,56 @@ def list_reports(workspace: options.Workspace = None, json: options.Json = False
     print_table("eval reports", ["id", "suite", "model", "scores"], rows)
 
 
-def _payloads(workspace: Path | None, *refs: str) -> list[dict[str, Any]]:
+def _shown(workspace: Path | None, *refs: str) -> list[Shown]:
     from feilun.app.workspace import opened
+    from feilun.evaluation.rendering import Shown
     from feilun.evaluation.reports import find_report, load_payload
 
     with opened(workspace) as ws:
-        payloads = []
-        for ref in refs:
-            report = find_report(ws.catalog, ref)
-            payloads.append(load_payload(ws.artifacts, report) | {"report": report.id})
-        return payloads
+        reports = [find_report(ws.catalog, ref) for ref in refs]
+        return [Shown(r, load_payload(ws.artifacts, r)) for r in reports]
+
+
+@app.command("report")
+def report(
+    report_ref: ReportRef,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Write one self-contained HTML page (charts, no scripts)."),
+    ] = None,
+    markdown: Annotated[
+        Path | None, typer.Option("--markdown", help="Write the same content as Markdown.")
+    ] = None,
+    against: Annotated[
+        str | None,
+        typer.Option("--against", help="Another report: add deltas (this minus it) and flips."),
+    ] = None,
+    workspace: options.Workspace = None,
+    json: options.Json = False,
+) -> None:
+    """A report for people: settings, scores with intervals, charts, wrong and flipped items.
+
+    Without --html or --markdown the Markdown is printed; --json prints the summary and
+    per-task metrics instead (and the comparison with --against).
+    """
+    from feilun.core.files import write_atomically
+    from feilun.evaluation.rendering import comparison, render_html, render_markdown
+    from feilun.evaluation.reports import summarize
+
+    shown, *others = _shown(workspace, report_ref, *([against] if against else []))
+    other = others[0] if others else None
+    for path, render in ((html, render_html), (markdown, render_markdown)):
+        if path is not None:
+            write_atomically(path, render(shown, other))
+            if not json:
+                typer.echo(f"wrote {path}")
+    if json:
+        summary = summarize(shown.report, shown.payload)
+        if other is not None:
+            summary["comparison"] = comparison(shown, other)
+        print_json(summary)
+    elif html is None and markdown is None:
+        typer.echo(render_markdown(shown, other), nl=False)
 
 
 @app.command("compare")
@@ -301,33 +336,15 @@ def compare(
     json: options.Json = False,
 ) -> None:
     """Per-task deltas (B minus A) with paired significance, and the items that flipped."""
-    from feilun.evaluation.compare import compare_payloads
+    from feilun.evaluation.compare import DELTA_COLUMNS, delta_rows
+    from feilun.evaluation.rendering import comparison
 
-    a, b = _payloads(workspace, report_a, report_b)
-    result = compare_payloads(a, b, seed=int(a["seed"]))
-    result["a"]["report"], result["b"]["report"] = a["report"], b["report"]
+    a, b = _shown(workspace, report_a, report_b)
+    result = comparison(b, a)
     if json:
         print_json(result)
         return
-    rows = []
-    for task in result["tasks"]:
-        test = task.get("mcnemar") or task["paired"]
-        flipped = task["flipped"]
-        rows.append(
-            (
-                task["task"],
-                task["metric"],
-                f"{task['a']:.4f}",
-                f"{task['b']:.4f}",
-                f"{task['paired']['delta']:+.4f} "
-                f"[{task['paired']['low']:+.4f}, {task['paired']['high']:+.4f}]",
-                f"{test['p_value']:.4f}",
-                f"+{flipped['n_to_right']} / -{flipped['n_to_wrong']}",
-                task["n_paired"],
-            )
-        )
-    columns = ["task", "metric", "A", "B", "delta [95% CI]", "p", "flipped", "n"]
-    print_table(f"{a['report']} → {b['report']}", columns, rows)
+    print_table(f"{a.report.id} → {b.report.id}", DELTA_COLUMNS, delta_rows(result))
     for name in result["only_in_a"] + result["only_in_b"]:
         typer.echo(f"task {name} is in only one report; not compared")
 
@@ -346,9 +363,9 @@ def gate(
     from feilun.evaluation.gate import evaluate_gate, load_rules
 
     gate_rules = load_rules(rules)
-    cand, inc = _payloads(workspace, candidate, incumbent)
-    verdict = evaluate_gate(gate_rules, cand, inc)
-    verdict["candidate_report"], verdict["incumbent_report"] = cand["report"], inc["report"]
+    cand, inc = _shown(workspace, candidate, incumbent)
+    verdict = evaluate_gate(gate_rules, cand.payload, inc.payload)
+    verdict["candidate_report"], verdict["incumbent_report"] = cand.report.id, inc.report.id
     if json:
         print_json(verdict)
     else:

@@ -1,16 +1,32 @@
-"""`feilun governance filing-pack`: the documents a filing (备案) or Annex IV file needs."""
+"""`feilun governance filing-pack|deliveries`: filing documents, the delivery log."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from feilun.cli import options
-from feilun.cli.output import print_json
+from feilun.cli.output import print_json, print_table
 
 app = typer.Typer(help="Regulatory filing support.", no_args_is_help=True)
+deliveries_app = typer.Typer(
+    help="The delivery log: who received output without its AIGC labels (kept ≥ 180 days).",
+    no_args_is_help=True,
+)
+app.add_typer(deliveries_app, name="deliveries")
+
+
+def _duration(option: str, text: str) -> timedelta:
+    from feilun.core.errors import ConfigError
+    from feilun.serving.accounts import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ConfigError as e:
+        raise ConfigError(f"{option} {text!r} is not a duration", e.fix) from e
 
 
 @app.command("filing-pack")
@@ -32,3 +48,65 @@ def filing_pack(
     typer.echo(f"filing pack for {model} in {out}:")
     for path in written:
         typer.echo(f"  {path.name}")
+
+
+@deliveries_app.command("list")
+def list_deliveries(
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only the last DURATION, e.g. 30d or 12h.", show_default=False),
+    ] = None,
+    tenant: Annotated[
+        str | None, typer.Option(help="Only this tenant (by name).", show_default=False)
+    ] = None,
+    workspace: options.Workspace = None,
+    json: options.Json = False,
+) -> None:
+    """Deliveries of unlabelled output, newest first: when, who, channel, what, why."""
+    from feilun.app.workspace import opened
+    from feilun.store.deliveries import list_deliveries as listed
+
+    start = datetime.now(UTC) - _duration("--since", since) if since else None
+    with opened(workspace) as ws:
+        found = listed(ws.database, since=start, tenant=tenant)
+    if json:
+        print_json([d.to_json() for d in found])
+        return
+    rows = [
+        (
+            d.at.isoformat(timespec="seconds"),
+            d.tenant or "-",
+            d.recipient,
+            d.channel,
+            d.what,
+            "yes" if d.has_explicit else "no",
+            "yes" if d.has_implicit else "no",
+            d.reason,
+        )
+        for d in found
+    ]
+    columns = ["at", "tenant", "recipient", "channel", "what", "explicit", "implicit", "reason"]
+    print_table(f"deliveries ({len(found)})", columns, rows)
+
+
+@deliveries_app.command("purge")
+def purge_deliveries(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Delete deliveries older than this (≥ 180d).")
+    ],
+    workspace: options.Workspace = None,
+    json: options.Json = False,
+) -> None:
+    """Delete deliveries older than the cutoff; anything under 180 days is refused."""
+    from feilun.app.audit import record
+    from feilun.app.workspace import opened
+    from feilun.store.deliveries import purge_deliveries as purge
+
+    age = _duration("--older-than", older_than)
+    with opened(workspace) as ws:
+        deleted = purge(ws.database, age)
+        record(ws, "deliveries.purged", "deliveries", {"older_than": older_than, "rows": deleted})
+    if json:
+        print_json({"deleted": deleted, "older_than": older_than})
+        return
+    typer.echo(f"deleted {deleted} deliveries older than {older_than}")

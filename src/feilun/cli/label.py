@@ -36,7 +36,7 @@ def add(
     file: Annotated[
         Path,
         typer.Argument(
-            help="A .json, .md, .docx or .pdf file of generated content.",
+            help="A .json, .md, .docx, .pdf, .jsonl or .parquet file of generated content.",
             exists=True,
             dir_okay=False,
         ),
@@ -57,7 +57,10 @@ def add(
     key_file: KeyFile = None,
     workspace: options.Workspace = None,
 ) -> None:
-    """Embed a signed implicit label: JSON `AIGC` key, Markdown front matter, DOCX/PDF metadata."""
+    """Embed a signed implicit label: JSON `AIGC` key, Markdown front matter, DOCX/PDF metadata.
+
+    Row files (.jsonl, .parquet) get a label on every row, under `AIGC`.
+    """
     from feilun.governance.label_files import (
         EXPLICIT_LABEL,
         EXPLICIT_SUFFIXES,
@@ -84,14 +87,19 @@ def verify(
     file: Annotated[
         Path,
         typer.Argument(
-            help="A labelled .json, .md, .docx or .pdf file.", exists=True, dir_okay=False
+            help="A labelled .json, .md, .docx, .pdf, .jsonl or .parquet file.",
+            exists=True,
+            dir_okay=False,
         ),
     ],
     key_file: KeyFile = None,
     workspace: options.Workspace = None,
     json: options.Json = False,
 ) -> None:
-    """Check that FILE carries an AIGC label whose signature matches; exit 1 if not."""
+    """Check that FILE carries an AIGC label whose signature matches; exit 1 naming what changed.
+
+    Row files (.jsonl, .parquet) are checked row by row; the first bad row is named.
+    """
     from feilun.governance.label_files import check_suffix, verify_file
     from feilun.governance.labels import read_key
 
@@ -104,6 +112,7 @@ def verify(
                 "file": str(file),
                 "is_valid": check.is_valid,
                 "problem": check.problem,
+                "changed": list(check.changed),
                 "label": check.label,
             }
         )

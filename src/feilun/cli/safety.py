@@ -161,6 +161,18 @@ def train(
         str, typer.Option(help="TC260 risk for unsafe labels that are not risk ids themselves.")
     ] = "other_prohibited",
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the data.")] = 100,
+    target_false_refusal: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.99,
+            help="Pick each language's threshold so at most this share of benign rows is "
+            "refused (on out-of-fold scores); 0.5 is used where a language has < 20 benign rows.",
+        ),
+    ] = 0.05,
+    folds: Annotated[
+        int, typer.Option(min=2, help="Cross-validation folds for picking the thresholds.")
+    ] = 5,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -170,7 +182,7 @@ def train(
     workspace: options.Workspace = None,
     json: options.Json = False,
 ) -> None:
-    """Train the char n-gram classifier layer (Chinese and English) on a labelled JSONL file."""
+    """Train the n-gram classifier layer (Chinese and English) on a labelled JSONL file."""
     from feilun.cli.output import spinner
     from feilun.core.settings import resolve_workspace
     from feilun.governance.classifier import file_sha256, read_examples, train_classifier
@@ -180,14 +192,41 @@ def train(
         out = safety_dir(resolve_workspace(workspace), must_exist=True) / CLASSIFIER_FILE
     examples = read_examples(file, text_field, label_field)
     with spinner(f"training on {len(examples)} rows"):
-        model = train_classifier(examples, benign_label, category=category, epochs=epochs)
+        model = train_classifier(
+            examples,
+            benign_label,
+            category=category,
+            epochs=epochs,
+            target_false_refusal=target_false_refusal,
+            folds=folds,
+        )
     model.source = {"file": str(file), "sha256": file_sha256(file), "rows": len(examples)}
     model.save(out)
-    result = {"path": str(out), "labels": model.labels, **model.metrics}
+    result = {
+        "path": str(out),
+        "labels": model.labels,
+        "thresholds": model.thresholds,
+        **model.metrics,
+    }
     if json:
         print_json(result)
         return
-    print_table(f"classifier saved to {out}", ["", "value"], list(result.items()))
+    validation = result.pop("validation", {})
+    rows = [(k, v) for k, v in result.items() if k != "thresholds"]
+    for language in ("zh", "en"):
+        if language not in model.thresholds:
+            rows.append((f"threshold {language}", "0.5 (fewer than 20 benign rows)"))
+            continue
+        figures = validation[language]
+        rows.append(
+            (
+                f"threshold {language}",
+                f"{model.thresholds[language]:.4f} (out of fold: refuses "
+                f"{figures['unsafe_recall']:.1%} of unsafe, {figures['false_refusal']:.1%} of "
+                "benign rows)",
+            )
+        )
+    print_table(f"classifier saved to {out}", ["", "value"], rows)
 
 
 @lexicon_app.command("import")

@@ -25,6 +25,14 @@ class Language(StrEnum):
     en = "en"
 
 
+class Writer(StrEnum):
+    """Who writes the pairs of `feilun data synth-qa`."""
+
+    model = "model"
+    rules = "rules"
+    auto = "auto"
+
+
 def synth_qa(
     collection: Annotated[str, typer.Argument(help="Collection of ingested documents.")],
     dataset: Annotated[
@@ -43,10 +51,19 @@ def synth_qa(
     max_passages: Annotated[
         int, typer.Option(min=0, help="Passages picked by the seed; 0 takes every passage.")
     ] = 20,
-    seed: Annotated[int, typer.Option(help="Seeds the passage sample and every model call.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seeds the passage sample, every model call and the rules' choice.")
+    ] = 0,
     language: Annotated[
         Language, typer.Option(help="Template language: each passage's own (auto), zh or en.")
     ] = Language.auto,
+    writer: Annotated[
+        Writer,
+        typer.Option(
+            help="Who writes pairs: the model; the rules (definitions, numbers, obligations; "
+            "no model); auto: the rules for passages where every model candidate failed."
+        ),
+    ] = Writer.auto,
     system: Annotated[
         str | None,
         typer.Option(help="System prompt put in every example.", show_default=False),
@@ -54,17 +71,25 @@ def synth_qa(
     workspace: options.Workspace = None,
     json: options.Json = False,
 ) -> None:
-    """Have a model write question/answer pairs grounded in passages of a collection."""
+    """Write question/answer pairs grounded in passages of a collection, by a model or rules."""
     from feilun.app.workspace import opened
+    from feilun.core.errors import ConfigError
     from feilun.data.datasets import check_dataset_name
     from feilun.data.synth import SynthParams, synthesize_dataset
     from feilun.models.packaged import SMOLLM2
 
     check_dataset_name(dataset)
+    is_rules = writer is Writer.rules
+    if is_rules and model is not None:
+        raise ConfigError(
+            f"--model {model} is not used by --writer rules",
+            "drop --model, or pass --writer auto to have the model write first",
+        )
     with opened(workspace) as ws:
-        ref = ws.models.resolve(model or SMOLLM2.name).ref
+        ref = None if is_rules else ws.models.resolve(model or SMOLLM2.name).ref
         params = SynthParams(
             model=ref,
+            writer=writer.value,
             per_chunk=per_chunk,
             max_passages=max_passages or None,
             seed=seed,
@@ -75,6 +100,7 @@ def synth_qa(
         with _progress_bar(quiet=json) as (describe, progress):
 
             def open_model() -> ChatModel:
+                assert ref is not None  # the rules alone never open a model
                 describe(f"loading {ref}")
                 chat_model = ws.models.open(ref)
                 describe("passages")
@@ -92,9 +118,10 @@ def synth_qa(
         ("model calls", summary["model_calls"]),
         ("candidates", summary["generated"]),
         ("kept", summary["kept"]),
+        *((f"kept by {k}", v) for k, v in summary["kept_by_writer"].items()),
         *((f"rejected: {k}", v) for k, v in summary["rejected_by_reason"].items()),
     ]
-    print_table(f"synth-qa {collection} with {ref}", ["", "count"], rows)
+    print_table(f"synth-qa {collection} with {params.written_by}", ["", "count"], rows)
     typer.echo(
         f"saved dataset {saved.ref}: {saved.count} pairs, "
         f"{saved.meta['rejected_count']} rejected, content {saved.content_hash}"

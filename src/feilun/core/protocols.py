@@ -23,6 +23,10 @@ class GenerationParams(pydantic.BaseModel):
     top_p: float = pydantic.Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     stop: list[str] = pydantic.Field(default_factory=list, description="Stop strings.")
     seed: int | None = pydantic.Field(None, description="Seed for reproducible sampling.")
+    watermark: bool | None = pydantic.Field(
+        None,
+        description="Watermark the answer (a runtime that can); None: the deployment default.",
+    )
 
 
 FinishReason = Literal["stop", "length", "content_filter"]

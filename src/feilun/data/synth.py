@@ -1,9 +1,12 @@
-"""Synthetic, grounded QA: question/answer pairs a ChatModel writes from document passages.
+"""Synthetic, grounded QA: question/answer pairs written from document passages.
 
-The model asks questions about a passage (`data.passages`), then answers each by quoting the
-passage. A pair is kept only when its answer is supported by the passage: the model's own
-words ("generated"), or the passage sentence its answer points at ("extractive"). Every other
-candidate is counted by reason. The rows depend on the documents, the model and the seed only.
+A writer asks about a passage (`data.passages`): a ChatModel asks questions, then answers each
+by quoting the passage; the rules (`data.synth_rules`) ask about its definitions, numbers and
+obligations and answer with the sentence. `auto` runs the rules on the passages where every
+model candidate failed. A pair is kept only when its answer is supported by the passage: the
+writer's own words ("generated"), or the passage sentence they point at ("extractive"). Every
+other candidate is counted by writer and reason. The rows depend on the documents, the model
+and the seed only.
 """
 
 from __future__ import annotations
@@ -12,8 +15,7 @@ import hashlib
 import json
 import logging
 import random
-import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,10 +35,11 @@ from feilun.data.passages import (
     check_question,
     document_passages,
     ground_answer,
-    passage_language,
     tokens,
 )
 from feilun.data.pipeline import OperatorReport
+from feilun.data.synth_model import TEMPLATES, parse_answer, parse_questions
+from feilun.data.synth_rules import RULES, TEMPLATE_IDS, rule_questions
 
 if TYPE_CHECKING:
     from feilun.store.artifacts import ArtifactStore
@@ -44,8 +47,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-OPERATOR, VERSION = "synth_qa", "2"
+OPERATOR, VERSION = "synth_qa", "3"
 LanguageChoice = Literal["auto", "zh", "en"]
+WriterChoice = Literal["model", "rules", "auto"]
 #: Called after each passage: (passages done, passages in all).
 ProgressFn = Callable[[int, int], None]
 
@@ -57,137 +61,6 @@ REASONS = {
     **GROUNDING_REASONS,
 }
 
-# -- templates -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Template:
-    """How to ask for questions about a passage in one language, then for each answer.
-
-    Two short steps rather than one call for whole pairs: measured on SmolLM2-135M, a small
-    model almost never writes a whole pair, but answers a question from a passage. Asked to
-    quote the passage it invents less than asked to answer (7 of 27 answers supported, not 5).
-    """
-
-    id: str
-    language: str
-    ask: str  # asks for {n} questions about {passage}
-    answer: str  # asks for the answer to {question} from {passage}
-
-
-TEMPLATES: dict[str, Template] = {
-    "en": Template(
-        id="qa-en-2",
-        language="en",
-        ask="Read the text and write {n} reading comprehension questions about it, one per "
-        "line.\n\nText:\n{passage}\n\nQuestions:",
-        answer="Text:\n{passage}\n\nQuestion: {question}\n"
-        "Quote the sentence of the text that answers the question.",
-    ),
-    "zh": Template(
-        id="qa-zh-2",
-        language="zh",
-        ask="阅读下面的文字，提出{n}个阅读理解问题，每行一个。\n\n文字：\n{passage}\n\n问题：",
-        answer="文字：\n{passage}\n\n问题：{question}\n请引用文字中回答这个问题的句子。",
-    ),
-}
-
-# -- parsing ---------------------------------------------------------------------------------
-
-# An optional bullet, number (`2.`, `(ii)`), bold, then an optional label (`Q2:`, `**问题1：**`)
-# and the text.
-_LABEL = re.compile(
-    r"^\s*(?:[-*•>]\s+|#+\s*)?(?:\(?\d{1,2}[.)、:：]\s*|\((?:[ivx]{1,4}|[a-z])\)\s*)?"
-    r"(?P<bold>\*\*|__)?\s*"
-    r"(?:(?P<label>question|answer|问题|答案|q|a|问|答)\s*\d{0,2}\s*(?(bold)(?:\*\*|__)?)"
-    r"\s*[:：.、)]\s*(?(bold)(?:\*\*|__)?))?\s*(?P<rest>.*?)\s*(?(bold)(?:\*\*|__)?)\s*$",
-    re.IGNORECASE,
-)
-_QUESTION_MARK = re.compile(r"^.*[?？]")
-_QUESTION_WORD = re.compile(
-    r"^(?:what|which|who|whom|whose|when|where|why|how)\b|^(?:什么|谁|哪|如何|怎|为什么|是否|多少)",
-    re.IGNORECASE,
-)
-_WRAPPERS = "\"'“”‘’`*_ "  # quotes and emphasis around a question
-# A lead-in, then a quotation: `The sentence that answers the question is: "…"`.
-_QUOTED = re.compile(r"^[^\"“「]{0,100}[:：]\s*[\"“「](?P<quote>[^\"”」]+)")
-
-
-def parse_questions(reply: str) -> list[str]:
-    """The questions in a model's reply: JSON, a numbered or bulleted list, or `Q:` lines.
-
-    A line counts when it has a question label, a question mark (text after the last mark is
-    dropped) or starts with a question word (the mark is added); quotes around it go. Answer
-    lines, repeats and empty questions are skipped.
-    """
-    found = _json_questions(reply)
-    for line in [] if found else reply.splitlines():
-        match = _LABEL.match(line)
-        if match is None:
-            continue
-        label = (match["label"] or "").lower()
-        if label in ("question", "问题", "q", "问", ""):
-            repaired = _repair_question(match["rest"], is_labelled=bool(label))
-            found += [repaired] if repaired else []
-    return list(dict.fromkeys(q.strip() for q in found if q and q.strip()))
-
-
-def _repair_question(text: str, is_labelled: bool) -> str | None:
-    """The question in a line, or None for an unlabelled line that asks nothing.
-
-    It ends at its last question mark, or gets one when it starts with a question word.
-    """
-    text = text.strip(_WRAPPERS)
-    asked = _QUESTION_MARK.match(text)
-    if asked:
-        return asked.group(0).strip(_WRAPPERS)
-    if _QUESTION_WORD.match(text):
-        mark = "？" if passage_language(text) == "zh" else "?"
-        return text.rstrip("。.，,;；:：") + mark
-    return text if is_labelled else None
-
-
-def _json_questions(reply: str) -> list[str]:
-    """Questions from JSON: a list, or lines, of strings or objects with a `question` key."""
-    text = reply.strip().removeprefix("```json").removeprefix("```").removesuffix("```")
-    found = []
-    for chunk in [text, *text.splitlines()]:
-        try:
-            value = json.loads(chunk.strip().rstrip(","))
-        except ValueError:
-            continue
-        if chunk is not text and not isinstance(value, dict | list):
-            continue  # a bare "quoted line" in prose is not JSON output
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, dict):
-                item = {str(k).lower(): v for k, v in item.items()}.get("question")
-            if isinstance(item, str):
-                found.append(item)
-        if chunk is text and found:
-            break
-    return found
-
-
-def parse_answer(reply: str) -> str:
-    """The answer in a model's reply: its first paragraph, past lead-ins such as `Answer:`.
-
-    A quotation after a lead-in (`The sentence is: "…"`) is the answer by itself.
-    """
-    for paragraph in re.split(r"\n\s*\n", reply):
-        first, _, more = paragraph.strip().partition("\n")
-        if len(first) < 80 and first.endswith((":", "：")) and not more:
-            continue  # "The answer to the question is:"
-        match = _LABEL.match(first)
-        if match and (match["label"] or "").lower() in ("answer", "答案", "a", "答"):
-            first = match["rest"]
-        if quoted := _QUOTED.match(first):
-            return quoted["quote"].strip()  # the quote, not the lead-in or what follows
-        text = f"{first}\n{more}".strip()
-        if text:
-            return text
-    return ""
-
-
 # -- the run ---------------------------------------------------------------------------------
 
 
@@ -195,12 +68,21 @@ class SynthParams(pydantic.BaseModel):
     """What `synthesize_qa` does; stored, with the templates, as the dataset's recipe."""
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
-    model: str = pydantic.Field(description="Pinned reference of the model that writes pairs.")
+    model: str | None = pydantic.Field(
+        description="Pinned reference of the model that writes pairs (None with the rules)."
+    )
+    writer: WriterChoice = pydantic.Field(
+        "auto",
+        description="Who writes pairs: the model, the rules, or auto (the rules for the "
+        "passages where every model candidate failed).",
+    )
     per_chunk: int = pydantic.Field(3, ge=1, le=20, description="Pairs kept at most per passage.")
     max_passages: int | None = pydantic.Field(
         20, ge=1, description="How many passages the seed picks (None: all)."
     )
-    seed: int = pydantic.Field(0, description="Seeds the passage sample and every model call.")
+    seed: int = pydantic.Field(
+        0, description="Seeds the passage sample, every model call and the rules' choice."
+    )
     language: LanguageChoice = pydantic.Field(
         "auto", description="Template language: each passage's own (auto), zh or en."
     )
@@ -218,14 +100,37 @@ class SynthParams(pydantic.BaseModel):
     max_chars: int = pydantic.Field(800, ge=1, description="Passages stay under this many chars.")
     system_prompt: str | None = pydantic.Field(None, description="System message of each example.")
 
+    @pydantic.model_validator(mode="after")
+    def _check_model(self) -> SynthParams:
+        if self.model is None and self.writer != "rules":
+            raise ValueError(f"writer={self.writer!r} needs a model; pass one or writer='rules'")
+        return self
+
+    @property
+    def writers(self) -> tuple[str, ...]:
+        """The writers of a run, in the order they are asked."""
+        return ("model", "rules") if self.writer == "auto" else (self.writer,)
+
+    @property
+    def written_by(self) -> str:
+        """Who writes, for people: `tiny@1`, `rules` or `tiny@1 + rules`."""
+        return {"model": f"{self.model}", "rules": "rules", "auto": f"{self.model} + rules"}[
+            self.writer
+        ]
+
     def recipe(self) -> dict[str, Any]:
         """The resolved parameters and the templates, as stored in the dataset."""
+        templates: dict[str, Any] = {}
+        if "model" in self.writers:
+            templates.update({t.id: asdict(t) for t in TEMPLATES.values()})
+        if "rules" in self.writers:
+            templates.update({TEMPLATE_IDS[lang]: RULES[lang] for lang in RULES})
         return {
-            "description": f"synthetic QA by {self.model}, seed {self.seed}",
+            "description": f"synthetic QA by {self.written_by}, seed {self.seed}",
             "operator": OPERATOR,
             "version": VERSION,
             **self.model_dump(),
-            "templates": {t.id: asdict(t) for t in TEMPLATES.values()},
+            "templates": templates,
         }
 
 
@@ -233,15 +138,27 @@ class SynthParams(pydantic.BaseModel):
 class SynthResult:
     """Rows kept, rejected candidates and counts: `generated == kept + sum(rejected_by_reason)`.
 
-    A candidate is a question the model wrote, or a reply (or prompt) that gave none.
+    A candidate is a question a writer wrote, or a model reply (or prompt) that gave none.
     """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     passages: int = 0
     model_calls: int = 0
-    generated: int = 0
-    rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    kept_by_writer: Counter[str] = field(default_factory=Counter)
+    rejected_by_writer: defaultdict[str, Counter[str]] = field(
+        default_factory=lambda: defaultdict(Counter)
+    )
+
+    @property
+    def rejected_by_reason(self) -> Counter[str]:
+        """Rejections by reason, over all writers."""
+        return sum(self.rejected_by_writer.values(), Counter())
+
+    @property
+    def generated(self) -> int:
+        """Candidates of every writer: kept and rejected."""
+        return len(self.rows) + self.rejected_by_reason.total()
 
     def summary(self) -> dict[str, Any]:
         """Counts for people and `--json`."""
@@ -250,28 +167,57 @@ class SynthResult:
             "model_calls": self.model_calls,
             "generated": self.generated,
             "kept": len(self.rows),
+            "kept_by_writer": dict(self.kept_by_writer),
             "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
+            "rejected_by_writer": {
+                writer: dict(sorted(self.rejected_by_writer[writer].items()))
+                for writer in self.kept_by_writer
+            },
         }
+
+    def reports(self) -> list[OperatorReport]:
+        """One report per writer (`synth_qa:rules`): candidates in, pairs out, rejections."""
+        return [
+            OperatorReport(
+                f"{OPERATOR}:{writer}",
+                VERSION,
+                kept + self.rejected_by_writer[writer].total(),
+                kept,
+                dict(sorted(self.rejected_by_writer[writer].items())),
+            )
+            for writer, kept in self.kept_by_writer.items()
+        ]
 
 
 def synthesize_qa(
     documents: Sequence[Document],
-    model: ChatModel,
+    model: ChatModel | None,
     params: SynthParams,
     progress: ProgressFn | None = None,
 ) -> SynthResult:
-    """Ask `model` for grounded pairs on a seeded sample of the documents' passages."""
+    """Write grounded pairs on a seeded sample of the documents' passages.
+
+    `model` may be None only when `params.writer` is "rules".
+    """
+    if model is None and "model" in params.writers:
+        raise ValueError(f"writer={params.writer!r} needs a ChatModel, got None")
     passages = document_passages(documents, params.min_chars, params.max_chars, params.language)
     if params.max_passages is not None and params.max_passages < len(passages):
         picked = random.Random(params.seed).sample(range(len(passages)), params.max_passages)
         passages = [passages[i] for i in sorted(picked)]  # kept in document order
-    result = SynthResult(passages=len(passages))
+    result = SynthResult(
+        passages=len(passages), kept_by_writer=Counter(dict.fromkeys(params.writers, 0))
+    )
     seen: set[str] = set()  # questions kept so far, as tokens
     for done, passage in enumerate(passages, 1):
-        try:
-            _ask_passage(passage, model, params, result, seen)
-        except InputTooLong as e:  # this passage only: the next may fit
-            _reject(result, passage, "model_error", e.message, "")
+        kept = len(result.rows)
+        if model is not None and "model" in params.writers:
+            try:
+                _ask_passage(passage, model, params, result, seen)
+            except InputTooLong as e:  # this passage only: the next may fit
+                _reject(result, passage, "model", "model_error", e.message, "")
+        if "rules" in params.writers and len(result.rows) == kept:
+            _write_by_rules(passage, params, result, seen)
         if progress is not None:
             progress(done, len(passages))
     logger.info("synth-qa: %s", result.summary())
@@ -284,9 +230,7 @@ def _ask_passage(
     template, kept = TEMPLATES[passage.language], 0
 
     def call(prompt: str, temperature: float, step: str) -> str:
-        # Each call's seed comes from the run's seed, the passage and the step, not the order.
-        key = f"{params.seed}:{passage.document.content_hash}:{passage.start}:{step}"
-        seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big")
+        seed = _passage_seed(params, passage, step)
         generation = GenerationParams(
             max_tokens=params.max_tokens, temperature=temperature, seed=seed
         )
@@ -301,24 +245,70 @@ def _ask_passage(
         reply = call(prompt, params.temperature if attempt else 0.0, f"ask{attempt}")
         questions = parse_questions(reply)
         if not questions:
-            _reject(result, passage, "unparsed", REASONS["unparsed"], reply)
+            _reject(result, passage, "model", "unparsed", REASONS["unparsed"], reply)
         for number, question in enumerate(questions):
             full = kept >= params.per_chunk
             reason = "surplus" if full else check_question(question, passage, seen)
             if reason is not None:
-                _reject(result, passage, reason, REASONS[reason], f"Q: {question}")
+                _reject(result, passage, "model", reason, REASONS[reason], f"Q: {question}")
                 continue
             prompt = template.answer.format(question=question, passage=passage.text)
             reply = parse_answer(call(prompt, 0.0, f"answer{attempt}.{number}"))
-            reason, answer = ground_answer(question, reply, passage, params.min_support)
-            if reason is not None:
-                detail = f"{REASONS[reason]} (support {answer.support:.2f})"
-                _reject(result, passage, reason, detail, f"Q: {question}\nA: {reply}")
-                continue
-            seen.add("".join(tokens(question)))
-            kept += 1
-            result.generated += 1
-            result.rows.append(_row(passage, template, params, question, answer))
+            written = {"writer": "model", "model": params.model, "template": template.id}
+            kept += _keep_pair(passage, params, result, seen, question, reply, written)
+
+
+def _write_by_rules(
+    passage: Passage, params: SynthParams, result: SynthResult, seen: set[str]
+) -> None:
+    """Pairs from the rules, up to per_chunk, the seed picking among the passage's questions."""
+    candidates = rule_questions(passage)
+    random.Random(_passage_seed(params, passage, "rules")).shuffle(candidates)
+    template, kept = TEMPLATE_IDS[passage.language], 0
+    for candidate in candidates:
+        if kept >= params.per_chunk:
+            return
+        question, answer = candidate.question, passage.text[candidate.start : candidate.end]
+        reason = check_question(question, passage, seen)
+        if reason is not None:
+            _reject(result, passage, "rules", reason, REASONS[reason], f"Q: {question}")
+            continue
+        written = {"writer": "rules", "model": None, "template": template, "rule": candidate.rule}
+        span = (candidate.start, candidate.end)
+        kept += _keep_pair(passage, params, result, seen, question, answer, written, span)
+
+
+def _keep_pair(
+    passage: Passage,
+    params: SynthParams,
+    result: SynthResult,
+    seen: set[str],
+    question: str,
+    reply: str,
+    written: dict[str, Any],
+    span: tuple[int, int] | None = None,
+) -> bool:
+    """Ground the answer to a checked question: keep the pair, or count why not.
+
+    `span` is where a reply quoted from the passage is: the answer kept is extractive.
+    """
+    reason, answer = ground_answer(question, reply, passage, params.min_support)
+    if reason is not None:
+        detail = f"{REASONS[reason]} (support {answer.support:.2f})"
+        _reject(result, passage, written["writer"], reason, detail, f"Q: {question}\nA: {reply}")
+        return False
+    if span is not None:
+        answer = Answer(reply, "extractive", answer.support, span)
+    seen.add("".join(tokens(question)))
+    result.kept_by_writer[written["writer"]] += 1
+    result.rows.append(_row(passage, params, question, answer, written))
+    return True
+
+
+def _passage_seed(params: SynthParams, passage: Passage, step: str) -> int:
+    """A seed from the run's seed, the passage and the step, not the order of the calls."""
+    key = f"{params.seed}:{passage.document.content_hash}:{passage.start}:{step}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big")
 
 
 def _source(passage: Passage) -> dict[str, Any]:
@@ -334,25 +324,26 @@ def _source(passage: Passage) -> dict[str, Any]:
     }
 
 
-def _reject(result: SynthResult, passage: Passage, reason: str, detail: str, text: str) -> None:
-    result.generated += 1
-    result.rejected_by_reason[reason] += 1
+def _reject(
+    result: SynthResult, passage: Passage, writer: str, reason: str, detail: str, text: str
+) -> None:
+    result.rejected_by_writer[writer][reason] += 1
     item_id = f"{passage.document.id}:{passage.start}-{passage.end}:{len(result.rejected)}"
-    item = Item(item_id, text, _source(passage))
+    item = Item(item_id, text, {**_source(passage), "writer": writer})
     result.rejected.append(Rejection(item, OPERATOR, f"{reason}: {detail}"))
 
 
 def _row(
     passage: Passage,
-    template: Template,
     params: SynthParams,
     question: str,
     answer: Answer,
+    written: dict[str, Any],
 ) -> dict[str, Any]:
     system = [{"role": "system", "content": params.system_prompt}] if params.system_prompt else []
     user = {"role": "user", "content": question}
     messages = [*system, user, {"role": "assistant", "content": answer.text}]
-    meta = {**_source(passage), "model": params.model, "template": template.id}
+    meta = {**_source(passage), **written}
     meta.update(support=round(answer.support, 4), answer_mode=answer.mode)
     if answer.span is not None:  # where the quoted sentence is in the document text
         meta["answer_span"] = [passage.start + answer.span[0], passage.start + answer.span[1]]
@@ -371,8 +362,9 @@ def synthesize_dataset(
 ) -> tuple[Dataset, SynthResult]:
     """Write pairs from a collection's documents and save them as the next version of `name`.
 
-    The model is opened once the collection is known to have documents. The documents are the
-    dataset's inputs (lineage), the rejected candidates its rejected set.
+    The model is opened once the collection is known to have documents, and never for the
+    rules alone. The documents are the dataset's inputs (lineage), the rejected candidates its
+    rejected set, and each writer has its operator report.
     """
     check_dataset_name(name)
     documents = list_documents(catalog, collection)
@@ -381,9 +373,8 @@ def synthesize_dataset(
             f"collection {collection!r} has no documents",
             f"ingest files first: `feilun data ingest PATH --collection {collection}`",
         )
-    result = synthesize_qa(documents, open_model(), params, progress)
-    removed = dict(sorted(result.rejected_by_reason.items()))
-    report = OperatorReport(OPERATOR, VERSION, result.generated, len(result.rows), removed)
+    model = open_model() if "model" in params.writers else None
+    result = synthesize_qa(documents, model, params, progress)
     dataset = save_dataset(
         catalog,
         artifacts,
@@ -391,7 +382,7 @@ def synthesize_dataset(
         result.rows,
         inputs=[d.id for d in documents],
         recipe={**params.recipe(), "collection": collection},
-        reports=[report],
+        reports=result.reports(),
         rejected=result.rejected,
     )
     return dataset, result

@@ -1,10 +1,11 @@
 """The promotion gate: a candidate's EvalReport must measurably beat the incumbent's.
 
-Rules (a YAML file, `GateRules`): the target task improves by at least `min_delta` with a
-paired p-value at most `max_p_value`; no other shared task's primary metric drops by more
-than `max_drop`; safety thresholds hold when the candidate ran a safety task; no task has
-more unscorable items than `max_error_rate`; compared tasks ran on the same file contents.
-The verdict is JSON the flywheel reads; every failed check is a reason.
+Rules (a YAML file, `GateRules`): the target task's metric (its primary one unless the rule
+names another with per-item values) improves by at least `min_delta` with a paired p-value at
+most `max_p_value`; no other shared task's primary metric (or the one `drop_metrics` names)
+drops by more than `max_drop`; safety thresholds hold when the candidate ran a safety task;
+no task has more unscorable items than `max_error_rate`; compared tasks ran on the same file
+contents. The verdict is JSON the flywheel reads; every failed check is a reason.
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ from typing import Any
 import pydantic
 
 from feilun.core.errors import ConfigError
-from feilun.evaluation.compare import compare_payloads
+from feilun.evaluation.compare import compare_payloads, item_metrics
 
 
 class TargetRule(pydantic.BaseModel):
     """The task the candidate was made to improve."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
-    task: str = pydantic.Field(
-        description="Task name as in the suite; its primary metric (mc: accuracy, qa: f1) counts."
+    task: str = pydantic.Field(description="Task name as in the suite.")
+    metric: str | None = pydantic.Field(
+        None,
+        description="Metric that must improve, e.g. em, f1, contains, accuracy "
+        "(default: the task's primary metric, mc: accuracy, qa: f1).",
     )
     min_delta: float = pydantic.Field(0.0, description="Least improvement (candidate - incumbent).")
     max_p_value: float = pydantic.Field(
@@ -53,6 +57,11 @@ class GateRules(pydantic.BaseModel):
     max_drop: float = pydantic.Field(
         0.02, ge=0.0, description="Largest drop of any other task's primary metric."
     )
+    drop_metrics: dict[str, str] = pydantic.Field(
+        default_factory=dict,
+        description="Metric checked for a drop, per other task, e.g. {squad: em} "
+        "(default: each task's primary metric).",
+    )
     safety: SafetyRule | None = pydantic.Field(
         default_factory=SafetyRule, description="Safety thresholds (null: none)."
     )
@@ -60,6 +69,15 @@ class GateRules(pydantic.BaseModel):
         0.0, ge=0.0, le=1.0, description="Largest share of unscorable items in any task."
     )
     seed: int = pydantic.Field(1234, description="Seed of the paired bootstrap.")
+
+    @pydantic.model_validator(mode="after")
+    def _target_not_in_drop_metrics(self) -> GateRules:
+        if self.target.task in self.drop_metrics:
+            raise ValueError(
+                f"drop_metrics names the target task {self.target.task!r}; "
+                "set target.metric instead"
+            )
+        return self
 
 
 def load_rules(path: Path) -> GateRules:
@@ -86,8 +104,12 @@ def _check(name: str, passed: bool, detail: str) -> dict[str, Any]:
 def evaluate_gate(
     rules: GateRules, candidate: dict[str, Any], incumbent: dict[str, Any]
 ) -> dict[str, Any]:
-    """The verdict: `passed`, every check with its detail, and the failed ones as `reasons`."""
-    compared = compare_payloads(incumbent, candidate, rules.seed)
+    """The verdict: `passed`, every check with its detail, and the failed ones as `reasons`.
+
+    A metric the rules name that a task lacks (or has no per-item values of) is a ConfigError.
+    """
+    metrics = _chosen_metrics(rules, candidate, incumbent)
+    compared = compare_payloads(incumbent, candidate, rules.seed, metrics)
     by_task = {t["task"]: t for t in compared["tasks"]}
     checks = []
     target = by_task.get(rules.target.task)
@@ -139,6 +161,37 @@ def evaluate_gate(
         "reasons": reasons,
         "comparison": [{k: v for k, v in t.items() if k != "flipped"} for t in compared["tasks"]],
     }
+
+
+def _chosen_metrics(
+    rules: GateRules, candidate: dict[str, Any], incumbent: dict[str, Any]
+) -> dict[str, str]:
+    """Task -> the metric the rules name for it, checked against both reports' tasks."""
+    before = {t["name"]: t for t in incumbent["tasks"]}
+    tasks = {t["name"]: (t, before[t["name"]]) for t in candidate["tasks"] if t["name"] in before}
+    named = {f"drop_metrics.{task}": (task, m) for task, m in rules.drop_metrics.items()}
+    if rules.target.metric and rules.target.task in tasks:
+        named["target.metric"] = (rules.target.task, rules.target.metric)
+    for key, (task, metric) in named.items():
+        if task not in tasks:
+            raise ConfigError(
+                f"gate rules: {key} names task {task!r}, which is not in both reports "
+                f"(shared: {', '.join(tasks) or 'none'})",
+                "name a task both reports ran",
+            )
+        usable = [m for m in item_metrics(tasks[task][0]) if m in item_metrics(tasks[task][1])]
+        if metric in usable:
+            continue
+        known = ", ".join(tasks[task][0]["metrics"])
+        problem = (
+            f"task {task!r} has no per-item values of {metric!r} to test (its metrics: {known})"
+            if metric in tasks[task][0]["metrics"]
+            else f"task {task!r} has no metric {metric!r} (its metrics: {known})"
+        )
+        raise ConfigError(
+            f"gate rules: {key}={metric}: {problem}", f"set {key} to one of: {', '.join(usable)}"
+        )
+    return dict(named.values())
 
 
 def _target(rule: TargetRule, task: dict[str, Any]) -> dict[str, Any]:

@@ -219,7 +219,7 @@ def load_mc(path: Path, layout: Layout = "auto") -> Loaded[McItem]:
                 except ValueError as e:
                     loaded.skipped.append(Skipped(str(file), line, str(e)))
         else:
-            for line, row, problem in _json_rows(text):
+            for line, row, problem in json_rows(text):
                 try:
                     if problem:
                         raise ValueError(problem)
@@ -230,7 +230,8 @@ def load_mc(path: Path, layout: Layout = "auto") -> Loaded[McItem]:
     return check_loaded(loaded, "multiple-choice")
 
 
-def _json_rows(text: str) -> Iterator[tuple[int, Any, str]]:
+def json_rows(text: str) -> Iterator[tuple[int, Any, str]]:
+    """(line number, parsed row or None, problem or "") for each non-blank JSONL line."""
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -240,7 +241,8 @@ def _json_rows(text: str) -> Iterator[tuple[int, Any, str]]:
             yield number, None, f"not JSON: {e.msg} at column {e.colno}"
 
 
-def _qa_from_json(row: Any, number: int) -> QaItem:
+def qa_from_json(row: Any, number: int) -> QaItem:
+    """A QA item from one JSON row (`question`, `answer(s)`, optional `context`, `id`)."""
     if not isinstance(row, dict):
         raise ValueError("row is not a JSON object")
     question = row.get("question")
@@ -296,12 +298,12 @@ def load_qa(path: Path) -> Loaded[QaItem]:
             except json.JSONDecodeError as e:
                 raise BadInput(f"{file} is not JSON: {e.msg} at line {e.lineno}", "fix it") from e
         else:
-            rows = _json_rows(text)
+            rows = json_rows(text)
         for line, row, problem in rows:
             try:
                 if problem:
                     raise ValueError(problem)
-                loaded.items.append(_qa_from_json(row, line))
+                loaded.items.append(qa_from_json(row, line))
             except ValueError as e:
                 loaded.skipped.append(Skipped(str(file), line, str(e)))
     loaded.sha256 = "sha256:" + digest.hexdigest()

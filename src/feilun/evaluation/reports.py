@@ -140,3 +140,11 @@ def summarize(report: EvalReport, payload: dict[str, Any]) -> dict[str, Any]:
             for task in payload["tasks"]
         ],
     }
+
+
+def metric_rows(task: dict[str, Any]) -> list[list[str]]:
+    """`[metric, score, 95% CI]` for each metric of one task, as every report view shows them."""
+    return [
+        [metric, f"{v['value']:.4f}", f"{v['low']:.3f}–{v['high']:.3f}"]
+        for metric, v in task["metrics"].items()
+    ]

@@ -5,7 +5,10 @@ continuation's tokens are those of `context + continuation` past the context's o
 (trailing spaces of the context move to the continuation), so scores compare item by item.
 When every continuation of a context is one token (MMLU's " A" … " D"), the context is run
 once and all options are read off its last position; otherwise each option is one row.
-Rows are sorted by length and left-padded into batches; only the positions scored get logits.
+Rows sharing a long token prefix (a subject's description and few-shot examples) are batched
+together and the prefix is run once per batch, its KV cache reused by every row; other rows
+batch by length. Rows are right-padded (causal attention never looks ahead, so pads need no
+mask) and only the positions scored get logits.
 
 This module drives the tensors the loaded model and tokenizer return and never imports torch
 itself (the layer contract keeps torch in `models`).
@@ -24,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 Request = tuple[str, Sequence[str]]
 DEFAULT_BATCH_SIZE = 16
+GROUP_TOKENS = 64  # rows sharing this many leading tokens go into batches of their own
+MIN_SHARED_TOKENS = 16  # a batch's common prefix at least this long runs once, as a KV cache
 
 
 class LoglikelihoodScorer(Protocol):
@@ -93,10 +98,8 @@ class HfScorer:
     ) -> list[list[float]]:
         """For each `(context, continuations)`, log P(continuation | context) per option."""
         scores = [[0.0] * len(continuations) for _, continuations in requests]
-        rows = sorted(self._rows(requests), key=lambda row: -len(row.inputs))
         done: set[int] = set()
-        for start in range(0, len(rows), self.batch_size):
-            batch = rows[start : start + self.batch_size]
+        for batch in _batches(self._rows(requests), self.batch_size):
             for row, values in zip(batch, self._score_batch(batch), strict=True):
                 for (r, o, _), value in zip(row.targets, values, strict=True):
                     scores[r][o] = value
@@ -106,34 +109,79 @@ class HfScorer:
         return scores
 
     def _score_batch(self, batch: Sequence[_Row]) -> list[list[float]]:
-        """Summed log-probabilities of each row's targets; left padding aligns the ends."""
+        """Summed log-probabilities of each row's targets, the batch's common prefix run once."""
         limit = self.max_length
         inputs = [row.inputs[-limit:] for row in batch]
-        keep = max(len(t[2]) for row in batch for t in row.targets)
-        encoded = self._tokenizer.pad(
-            {"input_ids": inputs}, padding=True, return_tensors="pt", padding_side="left"
-        )
-        mask = encoded["attention_mask"]  # (B, T)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): pads do not shift positions
+        counts = [_scored(row) for row in batch]
+        shared = 0
+        if all(len(row.inputs) <= limit for row in batch):
+            # the prefix ends before every row's first scored position
+            ends = [len(ids) - n for ids, n in zip(inputs, counts, strict=True)]
+            shared = min([_common_prefix(inputs), *ends])
+        cache = None
+        if shared >= MIN_SHARED_TOKENS:
+            prefix = self._tensor([inputs[0][:shared]])  # (1, P)
+            cache = self._model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+            cache.batch_repeat_interleave(len(batch))
+        else:
+            shared = 0
+        suffixes = [ids[shared:] for ids in inputs]
+        ids = self._tensor(suffixes)  # (B, T), right-padded
+        wanted = [list(range(len(s) - n, len(s))) for s, n in zip(suffixes, counts, strict=True)]
+        width = max(counts)
+        keep = ids.new_tensor([w + w[-1:] * (width - len(w)) for w in wanted])  # (B, K)
         out = self._model(
-            input_ids=encoded["input_ids"],
-            attention_mask=mask,
-            position_ids=positions,
-            logits_to_keep=keep,
+            input_ids=ids, past_key_values=cache, use_cache=cache is not None, logits_to_keep=keep
         )
-        logprobs = out.logits.float().log_softmax(-1)  # (B, keep, V)
+        logprobs = out.logits.float().log_softmax(-1)  # (B, K, V)
         results: list[list[float]] = []
         for b, row in enumerate(batch):
             values = []
             for _, _, tokens in row.targets:
-                if len(row.targets) > 1:  # shared prefix: options read at the last position
-                    picked = logprobs[b, keep - 1, tokens[0]]
+                if len(row.targets) > 1:  # shared context: options read at its last position
+                    picked = logprobs[b, 0, tokens[0]]
                 else:
-                    span = list(range(keep - len(tokens), keep))
-                    picked = logprobs[b, span, tokens].sum()
+                    picked = logprobs[b, list(range(len(tokens))), tokens].sum()
                 values.append(float(picked.item()))
             results.append(values)
         return results
+
+    def _tensor(self, rows: list[list[int]]) -> Any:
+        """Token rows as one right-padded id tensor (the tokenizer makes it: no torch import)."""
+        encoded = self._tokenizer.pad(
+            {"input_ids": rows}, padding=True, return_tensors="pt", padding_side="right"
+        )
+        return encoded["input_ids"]
+
+
+def _scored(row: _Row) -> int:
+    """How many final positions of a row are scored: 1 for shared options, else the target's."""
+    return 1 if len(row.targets) > 1 else len(row.targets[0][2])
+
+
+def _common_prefix(rows: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix every row starts with."""
+    first, n = rows[0], min(len(r) for r in rows)
+    for k in range(n):
+        if any(r[k] != first[k] for r in rows):
+            return k
+    return n
+
+
+def _batches(rows: list[_Row], batch_size: int) -> list[list[_Row]]:
+    """Rows sharing at least GROUP_TOKENS leading tokens batch together, the rest by length."""
+    groups: list[list[_Row]] = []
+    for row in sorted(rows, key=lambda row: row.inputs):
+        if groups and _common_prefix([groups[-1][0].inputs, row.inputs]) >= GROUP_TOKENS:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    loose = [group[0] for group in groups if len(group) == 1]
+    batches = []
+    for group in [group for group in groups if len(group) > 1] + [loose]:
+        group.sort(key=lambda row: -len(row.inputs))  # longest first: the batch pads to it
+        batches += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
+    return batches
 
 
 def open_scorer(models: Any, ref: str, batch_size: int = DEFAULT_BATCH_SIZE) -> HfScorer | None:

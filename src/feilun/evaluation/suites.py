@@ -1,8 +1,10 @@
 """Suites: a YAML list of tasks run against one model, stored as one EvalReport.
 
-A task names its kind (`mc`, `qa`, `safety`), its file and its settings. Relative paths are
-read from the current folder, else from the suite file's folder. The model is opened once
-per suite: a local model's option scorer and chat runtime are loaded only if a task needs them.
+A task names its kind (`mc`, `qa`, `safety`, `rag`, `judge`), its file and its settings.
+Relative paths are read from the current folder, else from the suite file's folder. The model
+is opened once per suite: a local model's option scorer and chat runtime are loaded only if a
+task needs them; a rag task gets the model answering from its knowledge base through
+`EvalContext.open_rag`, which the composition root supplies.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pydantic
 from feilun.core.errors import ConfigError
 from feilun.core.protocols import ChatModel
 from feilun.core.records import EvalReport
-from feilun.evaluation import mc, qa, safety
+from feilun.evaluation import judge, mc, qa, rag, safety
 from feilun.evaluation.contamination import (
     NGRAM,
     clean_metrics,
@@ -27,6 +29,7 @@ from feilun.evaluation.contamination import (
     find_contaminated,
 )
 from feilun.evaluation.items import Layout, load_mc, load_qa
+from feilun.evaluation.judge import Mode as JudgeMode
 from feilun.evaluation.reports import build_payload, save_report
 from feilun.evaluation.results import TaskResult
 from feilun.evaluation.scoring import HfScorer, open_scorer
@@ -44,7 +47,7 @@ class TaskSpec(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid")
     name: str = pydantic.Field(description="Task name, unique in the suite; keys its scores.")
-    kind: str = pydantic.Field(description="Task kind: mc, qa or safety.")
+    kind: str = pydantic.Field(description="Task kind: mc, qa, safety, rag or judge.")
     path: str = pydantic.Field(description="Evaluation file or folder.")
     format: mc.PromptFormat = pydantic.Field("auto", description="mc prompt: mmlu, ceval, auto.")
     layout: Layout = pydantic.Field("auto", description="mc file layout: mmlu, ceval, jsonl, auto.")
@@ -57,6 +60,19 @@ class TaskSpec(pydantic.BaseModel):
     )
     limit: int | None = pydantic.Field(None, ge=1, description="Score only the first N items.")
     max_tokens: int | None = pydantic.Field(None, ge=1, description="Most tokens generated.")
+    kb: str | None = pydantic.Field(None, description="rag: knowledge base NAME[@version].")
+    judge: str | None = pydantic.Field(
+        None, description="judge: the grading model (a name, name@2, base:adapter, endpoint)."
+    )
+    mode: JudgeMode = pydantic.Field(
+        "rubric", description="judge: rubric (score 1-5) or pairwise (vs the item's reference)."
+    )
+    rubric: str | None = pydantic.Field(
+        None, description="judge: rubric text, or a .md/.txt file of it (default: built in)."
+    )
+    retries: int = pydantic.Field(
+        2, ge=0, le=5, description="judge: re-asks, with a stricter reminder, on no verdict."
+    )
 
     @pydantic.field_validator("kind")
     @classmethod
@@ -64,6 +80,13 @@ class TaskSpec(pydantic.BaseModel):
         if kind not in TASK_KINDS:
             raise ValueError(f"unknown task kind {kind!r}; known kinds: {', '.join(TASK_KINDS)}")
         return kind
+
+    @pydantic.model_validator(mode="after")
+    def _kind_settings(self) -> TaskSpec:
+        needed = {"rag": "kb", "judge": "judge"}.get(self.kind)
+        if needed and not getattr(self, needed):
+            raise ValueError(f"a {self.kind} task needs `{needed}`")
+        return self
 
 
 class Suite(pydantic.BaseModel):
@@ -120,15 +143,19 @@ class EvalContext:
     catalog: SqlCatalog
     artifacts: ArtifactStore
     models: ModelRegistry
+    open_rag: rag.RagOpener | None = None  # from the composition root: rag tasks need it
 
 
 class ModelHandle:
     """One model reference, its chat runtime and option scorer opened on first use."""
 
-    def __init__(self, models: ModelRegistry, ref: str) -> None:
+    def __init__(
+        self, models: ModelRegistry, ref: str, open_rag: rag.RagOpener | None = None
+    ) -> None:
         self.models = models
         self.resolved = models.resolve(ref)
         self.ref = self.resolved.ref
+        self.open_rag = open_rag
 
     @functools.cached_property
     def chat(self) -> ChatModel:
@@ -139,6 +166,15 @@ class ModelHandle:
     def scorer(self) -> HfScorer | None:
         """Option log-likelihoods of a local model's own weights; None for endpoints."""
         return open_scorer(self.models, self.ref)
+
+    def open_kb(self, kb: str) -> rag.KbAccess:
+        """The model answering from knowledge base `kb`, as the gateway's `rag:KB` does."""
+        if self.open_rag is None:
+            raise ConfigError(
+                f"cannot open knowledge base {kb!r}: this run was started without knowledge bases",
+                "run rag tasks with `feilun eval run`, or build EvalContext with open_rag",
+            )
+        return self.open_rag(self.chat, kb)
 
     @property
     def training_datasets(self) -> list[str]:
@@ -195,7 +231,46 @@ def _run_safety(
     return safety.run_safety(spec.name, loaded, config, chat=model.chat, progress=progress)
 
 
-TASK_KINDS: dict[str, TaskRunner] = {"mc": _run_mc, "qa": _run_qa, "safety": _run_safety}
+def _run_rag(
+    spec: TaskSpec, base: Path | None, model: ModelHandle, seed: int, progress: Any
+) -> TaskResult:
+    loaded = rag.load_rag(resolve_path(spec.path, base))
+    access = model.open_kb(str(spec.kb))
+    config = rag.RagConfig(
+        kb=access.ref, k=access.k, limit=spec.limit, max_tokens=spec.max_tokens or 128, seed=seed
+    )
+    return rag.run_rag(spec.name, loaded, config, access=access, progress=progress)
+
+
+def _run_judge(
+    spec: TaskSpec, base: Path | None, model: ModelHandle, seed: int, progress: Any
+) -> TaskResult:
+    loaded = judge.load_judged(resolve_path(spec.path, base), spec.mode)
+    rubric = spec.rubric or ""
+    if judge.names_file(rubric):
+        rubric = judge.read_rubric(resolve_path(rubric, base))
+    grader = ModelHandle(model.models, str(spec.judge))
+    config = judge.JudgeConfig(
+        mode=spec.mode,
+        judge=grader.ref,
+        rubric=rubric,
+        retries=spec.retries,
+        limit=spec.limit,
+        max_tokens=spec.max_tokens or 256,
+        seed=seed,
+    )
+    return judge.run_judge(
+        spec.name, loaded, config, chat=model.chat, judge=grader.chat, progress=progress
+    )
+
+
+TASK_KINDS: dict[str, TaskRunner] = {
+    "mc": _run_mc,
+    "qa": _run_qa,
+    "safety": _run_safety,
+    "rag": _run_rag,
+    "judge": _run_judge,
+}
 
 
 def run_suite(
@@ -209,7 +284,7 @@ def run_suite(
 ) -> EvalReport:
     """Run every task of `suite` against `model_ref` and store the EvalReport."""
     started = time.perf_counter()
-    model = ModelHandle(ctx.models, model_ref)
+    model = ModelHandle(ctx.models, model_ref, ctx.open_rag)
     results = []
     for spec in suite.tasks:
         if limit is not None:

@@ -1,74 +1,140 @@
-"""The classifier layer: softmax regression over character n-grams, for Chinese and English.
+"""The classifier layer: softmax regression over tf-idf n-grams, for Chinese and English.
 
-Character n-grams need no word segmentation, so one model reads both languages. Training
-uses numpy (imported inside `train_classifier`); prediction is plain Python over a dict of
-n-gram weights, so a server needs no numpy. A model is one JSON file written atomically.
+Features: char 1–4-grams and word uni/bigrams (jieba), sublinear tf-idf, L2-normalised. Each
+language's decision threshold is picked on out-of-fold scores for a target false-refusal rate
+and saved with the model. Training needs numpy; prediction is plain Python (and jieba).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import random
+import re
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from feilun.core.errors import ArtifactError, BackendUnavailable, BadInput, ConfigError
 from feilun.core.files import write_atomically
 from feilun.governance.lexicon import fold_case
+from feilun.governance.moderation import detect_language
 from feilun.governance.taxonomy import resolve_risk
 
-FORMAT = "feilun-safety-classifier/1"
-NGRAM_SIZES = (1, 2, 3)
+FORMAT = "feilun-safety-classifier/2"
+CHAR_NGRAM_SIZES = (1, 2, 3, 4)
 MAX_TEXT_CHARS = 2000
+MIN_BENIGN_ROWS = 20  # fewer benign rows of a language: its threshold stays 0.5
+#: Starts word features; folded text has no two spaces in a row, so no char n-gram can.
+WORD_MARK = "  "
+_WORD_CHAR = re.compile(r"\w")
+_jieba: Any = None
+_jieba_lock = threading.Lock()
+_TRAIN_AGAIN = "train one with `feilun safety train --file F.jsonl`"
 
 
-def ngrams(text: str) -> set[str]:
-    """The distinct character 1- to 3-grams of `text` (case-folded, spaces squeezed)."""
+def features(text: str) -> Counter[str]:
+    """Counts of the char 1- to 4-grams and word uni/bigrams of `text` (case-folded)."""
     folded = " ".join(fold_case(text[:MAX_TEXT_CHARS]).split())
-    return {folded[i : i + n] for n in NGRAM_SIZES for i in range(len(folded) - n + 1)}
+    counts = Counter(
+        folded[i : i + n] for n in CHAR_NGRAM_SIZES for i in range(len(folded) - n + 1)
+    )
+    words = [w for w in _segmenter().lcut(folded) if _WORD_CHAR.search(w)]
+    counts.update(WORD_MARK + w for w in words)
+    counts.update(f"{WORD_MARK}{a} {b}" for a, b in pairwise(words))
+    return counts
+
+
+def _segmenter() -> Any:
+    """The jieba tokenizer, its dictionary loaded once (about a second)."""
+    global _jieba
+    if _jieba is not None:
+        return _jieba
+    with _jieba_lock:
+        if _jieba is None:
+            try:
+                import jieba
+            except ImportError as e:
+                raise BackendUnavailable(
+                    "the safety classifier segments words with jieba, which is not installed",
+                    "pip install 'feilun[data]' (or jieba)",
+                ) from e
+            jieba.setLogLevel(logging.WARNING)
+            jieba.dt.check_initialized()
+            _jieba = jieba.dt
+    return _jieba
+
+
+def tfidf(counts: Counter[str], idf: dict[str, float]) -> dict[str, float]:
+    """Sublinear tf times idf over the known features, L2-normalised."""
+    values = {g: (1 + math.log(c)) * idf[g] for g, c in counts.items() if g in idf}
+    norm = math.sqrt(sum(v * v for v in values.values()))
+    return {g: v / norm for g, v in values.items()} if norm else {}
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-9), 1 - 1e-9)
+    return math.log(p / (1 - p))
 
 
 @dataclass
 class Classifier:
-    """A trained model: labels, the risk each non-benign label stands for, n-gram weights."""
+    """A trained model: labels, each unsafe label's risk, weights, thresholds per language."""
 
     labels: list[str]
     benign_label: str
     categories: dict[str, str]  # label -> risk id
-    weights: dict[str, list[float]]  # n-gram -> one weight per label
+    weights: dict[str, list[float]]  # feature -> one weight per label
     bias: list[float]
+    idf: dict[str, float]  # feature -> inverse document frequency (the vocabulary)
+    thresholds: dict[str, float] = field(default_factory=dict)  # language -> P(unsafe) cut
     metrics: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
 
     def probabilities(self, text: str) -> list[float]:
         """Probability of each label (in `labels` order)."""
-        grams = ngrams(text)
-        scale = 1 / math.sqrt(len(grams)) if grams else 0.0
-        scores = list(self.bias)
-        for gram in grams:
+        # tfidf() and a dot product in one pass: normalise once at the end.
+        sums = [0.0] * len(self.bias)
+        square = 0.0
+        for gram, count in features(text).items():
+            idf = self.idf.get(gram)
+            if idf is None:
+                continue
+            value = (1 + math.log(count)) * idf
+            square += value * value
             row = self.weights.get(gram)
             if row is not None:
                 for k, w in enumerate(row):
-                    scores[k] += w * scale
+                    sums[k] += w * value
+        norm = math.sqrt(square) or 1.0
+        scores = [b + s / norm for b, s in zip(self.bias, sums, strict=True)]
         top = max(scores)
         exp = [math.exp(s - top) for s in scores]
         total = sum(exp)
         return [e / total for e in exp]
 
-    def predict(self, text: str) -> tuple[str | None, float]:
-        """The risk id of the likeliest unsafe label and the probability that text is unsafe."""
+    def predict(self, text: str, language: str | None = None) -> tuple[str | None, float]:
+        """The risk of the likeliest unsafe label and the text's unsafe score.
+
+        The score is P(unsafe) with its log-odds shifted so that the language's trained
+        threshold lands on 0.5: a policy's `classifier_threshold` 0.5 is the trained operating
+        point, higher is stricter. `language` (zh, en) is detected when not given.
+        """
         probs = self.probabilities(text)
         benign = self.labels.index(self.benign_label)
         unsafe = [(p, k) for k, p in enumerate(probs) if k != benign]
         if not unsafe:
             return None, 0.0
         _, best = max(unsafe)
-        return self.categories[self.labels[best]], 1.0 - probs[benign]
+        threshold = self.thresholds.get(language or detect_language(text), 0.5)
+        shifted = _logit(1.0 - probs[benign]) - _logit(threshold)
+        return self.categories[self.labels[best]], 1 / (1 + math.exp(-shifted))
 
     def save(self, path: Path) -> None:
         """Write the model as JSON, atomically."""
@@ -78,8 +144,10 @@ class Classifier:
             "benign_label": self.benign_label,
             "categories": self.categories,
             "bias": self.bias,
+            "thresholds": self.thresholds,
             "metrics": self.metrics,
             "source": self.source,
+            "idf": self.idf,
             "weights": self.weights,
         }
         write_atomically(path, json.dumps(values, ensure_ascii=False, separators=(",", ":")))
@@ -92,13 +160,13 @@ def load_classifier(path: Path | str) -> Classifier:
         values = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ArtifactError(
-            f"cannot read the safety classifier {str(path)!r}: {e}",
-            "train one with `feilun safety train --file F.jsonl`",
+            f"cannot read the safety classifier {str(path)!r}: {e}", _TRAIN_AGAIN
         ) from e
     if not isinstance(values, dict) or values.get("format") != FORMAT:
+        found = values.get("format") if isinstance(values, dict) else None
         raise ArtifactError(
-            f"{path} is not a Feilun safety classifier (format {FORMAT!r})",
-            "train one with `feilun safety train --file F.jsonl`",
+            f"{path} is not a Feilun safety classifier (format {FORMAT!r}, found {found!r})",
+            "train it again with `feilun safety train --file F.jsonl` (older formats are not read)",
         )
     return Classifier(
         labels=values["labels"],
@@ -106,6 +174,8 @@ def load_classifier(path: Path | str) -> Classifier:
         categories=values["categories"],
         weights=values["weights"],
         bias=values["bias"],
+        idf=values["idf"],
+        thresholds=values.get("thresholds", {}),
         metrics=values.get("metrics", {}),
         source=values.get("source", {}),
     )
@@ -143,19 +213,16 @@ def train_classifier(
     min_count: int = 2,
     holdout: float = 0.1,
     seed: int = 0,
+    target_false_refusal: float | None = 0.05,
+    folds: int = 5,
 ) -> Classifier:
     """Fit softmax regression on (text, label) pairs; metrics come from a held-out share.
 
     Labels that name a TC260 risk stand for it; any other unsafe label stands for `category`.
+    With `target_false_refusal`, each language's threshold is the lowest at which at most that
+    share of its benign rows is refused, on out-of-fold scores (`folds` extra fits).
     """
-    try:
-        import numpy as np
-    except ImportError as e:
-        raise BackendUnavailable(
-            "training the safety classifier needs numpy, which is not installed",
-            "pip install 'feilun[data]' (or numpy); using a trained model does not need it",
-        ) from e
-
+    np = _numpy()
     labels = sorted({label for _, label in examples})
     if benign_label not in labels or len(labels) < 2:
         raise ConfigError(
@@ -163,70 +230,161 @@ def train_classifier(
             f"the file has {labels}",
             "name the benign label with --benign-label",
         )
+    if target_false_refusal is not None and not 0 <= target_false_refusal < 1:
+        raise ConfigError(
+            f"--target-false-refusal={target_false_refusal} must be in [0, 1)",
+            "give a share such as 0.05 (5 % of benign texts refused)",
+        )
     default = resolve_risk(category, where="--category")
     categories = {k: _risk_or(k, default) for k in labels if k != benign_label}
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     n_test = int(len(order) * holdout) if len(order) >= 20 else 0
     test, train = order[:n_test], order[n_test:]
-    grams = [ngrams(examples[i][0]) for i in range(len(examples))]
-    counts = Counter(g for i in train for g in grams[i])
-    vocab = {g: j for j, g in enumerate(sorted(g for g, c in counts.items() if c >= min_count))}
-    label_index = {k: i for i, k in enumerate(labels)}
+    counts = [features(text) for text, _ in examples]
+    y = [labels.index(label) for _, label in examples]
+    fit = _Fit(np, counts, y, len(labels), epochs, l2, min_count)
 
-    def matrix(rows: list[int]) -> tuple[Any, Any, Any]:
-        indices, values, lengths = [], [], []
-        for i in rows:
-            known = [vocab[g] for g in grams[i] if g in vocab]
-            scale = 1 / math.sqrt(len(grams[i])) if grams[i] else 0.0
-            indices += known
-            values += [scale] * len(known)
-            lengths.append(len(known))
-        return np.array(indices, dtype=np.int64), np.array(values), np.array(lengths)
-
-    idx, val, lengths = matrix(train)
-    rows = np.repeat(np.arange(len(train)), lengths)  # (nnz,)
-    y = np.array([label_index[examples[i][1]] for i in train])  # (N,)
-    n, k, v = len(train), len(labels), len(vocab)
-    w, b = np.zeros((v, k)), np.zeros(k)
-    m_w, s_w, m_b, s_b = np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b)
-    onehot = np.eye(k)[y]  # (N, K)
-    balance = (n / (k * np.bincount(y, minlength=k)))[y][:, None]  # (N, 1) class-balanced
-    for step in range(1, epochs + 1):
-        scores = (
-            np.stack(
-                [np.bincount(rows, weights=w[idx, c] * val, minlength=n) for c in range(k)], axis=1
-            ).astype(float)
-            + b
-        )  # (N, K)
-        scores -= scores.max(axis=1, keepdims=True)
-        probs = np.exp(scores)
-        probs /= probs.sum(axis=1, keepdims=True)
-        err = balance * (probs - onehot) / n  # (N, K)
-        per_nnz = err[rows] * val[:, None]  # (nnz, K)
-        grad_w = (
-            np.stack(
-                [np.bincount(idx, weights=per_nnz[:, c], minlength=v) for c in range(k)], axis=1
-            ).astype(float)
-            + l2 * w
-        )  # (V, K)
-        grad_b = err.sum(axis=0)
-        for p, g, m, s in ((w, grad_w, m_w, s_w), (b, grad_b, m_b, s_b)):  # Adam, lr 0.1
-            m *= 0.9
-            m += 0.1 * g
-            s *= 0.999
-            s += 0.001 * g * g
-            p -= 0.1 * (m / (1 - 0.9**step)) / (np.sqrt(s / (1 - 0.999**step)) + 1e-8)
-    grams_by_index = sorted(vocab, key=vocab.__getitem__)
-    weights = {
-        g: [round(float(x), 4) for x in w[j]]
-        for j, g in enumerate(grams_by_index)
-        if np.abs(w[j]).max() >= 1e-3
-    }
-    model = Classifier(labels, benign_label, categories, weights, [float(x) for x in b])
-    model.metrics = _holdout_metrics(model, [examples[i] for i in test])
-    model.metrics.update(train_rows=len(train), features=len(weights))
+    idf, weights, bias = fit(train)
+    model = Classifier(labels, benign_label, categories, weights, bias, idf)
+    if target_false_refusal is not None:
+        model.thresholds, validation = _pick_thresholds(
+            fit, model, examples, train, folds, target_false_refusal, seed
+        )
+        model.metrics["validation"] = validation
+    model.metrics.update(
+        _holdout_metrics(model, [examples[i] for i in test]),
+        train_rows=len(train),
+        features=len(weights),
+        target_false_refusal=target_false_refusal,
+    )
     return model
+
+
+def _numpy() -> Any:
+    try:
+        import numpy as np
+    except ImportError as e:
+        raise BackendUnavailable(
+            "training the safety classifier needs numpy, which is not installed",
+            "pip install 'feilun[data]' (or numpy); using a trained model does not need it",
+        ) from e
+    return np
+
+
+class _Fit:
+    """Fits the model on a subset of rows (the whole training share, or one fold's rest)."""
+
+    def __init__(
+        self,
+        np: Any,
+        counts: list[Counter[str]],
+        y: list[int],
+        n_labels: int,
+        epochs: int,
+        l2: float,
+        min_count: int,
+    ) -> None:
+        self.np, self.counts, self.y, self.k = np, counts, np.array(y), n_labels
+        self.epochs, self.l2, self.min_count = epochs, l2, min_count
+
+    def __call__(
+        self, rows: list[int]
+    ) -> tuple[dict[str, float], dict[str, list[float]], list[float]]:
+        """(idf, weights, bias) trained on `rows`: full-batch Adam on the class-balanced loss."""
+        np, k = self.np, self.k
+        df = Counter(g for i in rows for g in self.counts[i])
+        kept = sorted(g for g, c in df.items() if c >= self.min_count)
+        n = len(rows)
+        idf = {g: math.log((1 + n) / (1 + df[g])) + 1 for g in kept}
+        column = {g: j for j, g in enumerate(kept)}
+        idx: list[int] = []
+        val: list[float] = []
+        lengths: list[int] = []
+        for i in rows:
+            vector = tfidf(self.counts[i], idf)
+            idx += [column[g] for g in vector]
+            val += vector.values()
+            lengths.append(len(vector))
+        cols, vals = np.array(idx, dtype=np.int64), np.array(val)  # (nnz,)
+        owner = np.repeat(np.arange(n), lengths)  # (nnz,) row of each value
+        y = self.y[rows]  # (N,)
+        v = len(kept)
+        w, b = np.zeros((v, k)), np.zeros(k)
+        m_w, s_w, m_b, s_b = np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b)
+        onehot = np.eye(k)[y]  # (N, K)
+        balance = (n / (k * np.bincount(y, minlength=k).clip(1)))[y][:, None]  # (N, 1)
+        for step in range(1, self.epochs + 1):
+            scores = self._spread(np.bincount, owner, w[cols] * vals[:, None], n) + b  # (N, K)
+            scores -= scores.max(axis=1, keepdims=True)
+            probs = np.exp(scores)
+            probs /= probs.sum(axis=1, keepdims=True)
+            err = balance * (probs - onehot) / n  # (N, K)
+            grad_w = self._spread(np.bincount, cols, err[owner] * vals[:, None], v) + self.l2 * w
+            grad_b = err.sum(axis=0)
+            for p, g, m, s in ((w, grad_w, m_w, s_w), (b, grad_b, m_b, s_b)):  # Adam, lr 0.1
+                m *= 0.9
+                m += 0.1 * g
+                s *= 0.999
+                s += 0.001 * g * g
+                p -= 0.1 * (m / (1 - 0.9**step)) / (np.sqrt(s / (1 - 0.999**step)) + 1e-8)
+        weights = {
+            g: [round(float(x), 4) for x in w[j]]
+            for j, g in enumerate(kept)
+            if np.abs(w[j]).max() >= 1e-3
+        }
+        return {g: round(x, 4) for g, x in idf.items()}, weights, [float(x) for x in b]
+
+    def _spread(self, bincount: Any, at: Any, values: Any, size: int) -> Any:
+        """Sum the rows of `values` (nnz, K) into `size` bins by `at` (nnz,): (size, K)."""
+        columns = [bincount(at, weights=values[:, c], minlength=size) for c in range(self.k)]
+        return self.np.stack(columns, axis=1).astype(float)
+
+
+def _pick_thresholds(
+    fit: _Fit,
+    model: Classifier,
+    examples: Sequence[tuple[str, str]],
+    train: list[int],
+    folds: int,
+    target: float,
+    seed: int,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Per-language thresholds from out-of-fold P(unsafe), and the recall they give there."""
+    order = list(train)
+    random.Random(seed + 1).shuffle(order)
+    scores: dict[int, float] = {}
+    for f in range(folds):
+        held = order[f::folds]
+        idf, weights, bias = fit(sorted(set(order) - set(held)))
+        fold_model = Classifier(model.labels, model.benign_label, {}, weights, bias, idf)
+        benign = model.labels.index(model.benign_label)
+        for i in held:
+            scores[i] = 1.0 - fold_model.probabilities(examples[i][0])[benign]
+    thresholds: dict[str, float] = {}
+    validation: dict[str, Any] = {}
+    by_language: dict[str, list[int]] = {}
+    for i in train:
+        by_language.setdefault(detect_language(examples[i][0]), []).append(i)
+    for language, rows in sorted(by_language.items()):
+        benign_scores = sorted(
+            (scores[i] for i in rows if examples[i][1] == model.benign_label), reverse=True
+        )
+        unsafe_scores = [scores[i] for i in rows if examples[i][1] != model.benign_label]
+        if len(benign_scores) < MIN_BENIGN_ROWS or not unsafe_scores:
+            continue  # too few to pick a threshold: the default 0.5 applies
+        allowed = int(target * len(benign_scores))
+        cut = benign_scores[allowed] if allowed < len(benign_scores) else 0.0
+        thresholds[language] = math.nextafter(cut, 1.0)  # refuse only above `cut`
+        caught = sum(s >= thresholds[language] for s in unsafe_scores)
+        refused = sum(s >= thresholds[language] for s in benign_scores)
+        validation[language] = {
+            "threshold": thresholds[language],
+            "unsafe_recall": round(caught / len(unsafe_scores), 4),
+            "false_refusal": round(refused / len(benign_scores), 4),
+            "rows": len(rows),
+        }
+    return thresholds, validation
 
 
 def _risk_or(label: str, default: str) -> str:
@@ -244,7 +402,7 @@ def _holdout_metrics(model: Classifier, rows: list[tuple[str, str]]) -> dict[str
         probs = model.probabilities(text)
         predicted = model.labels[max(range(len(probs)), key=probs.__getitem__)]
         correct += predicted == label
-        is_flagged = 1.0 - probs[model.labels.index(model.benign_label)] >= 0.5
+        is_flagged = model.predict(text)[1] >= 0.5
         if label == model.benign_label:
             benign += 1
             false_alarms += is_flagged

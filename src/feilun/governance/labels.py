@@ -1,9 +1,11 @@
 """AIGC implicit labels (GB 45438-2025): a JSON `AIGC` object signed with the deployment key.
 
 Fields as the standard names them: `Label` (1 generated, 2 possibly, 3 suspected),
-`ContentProducer`, `ProduceID`, `ReservedCode1` (ours: an HMAC-SHA256 over the content and the
+`ContentProducer`, `ProduceID`, `ReservedCode1` (ours: HMAC-SHA256s over the content and the
 producer's fields), `ContentPropagator`, `PropagateID`, `ReservedCode2` (the propagator's).
-`ReservedCode1` is `<content mac>.<fields mac>`, so verification says which part changed.
+`ReservedCode1` is `<content mac>.<Label mac>.<ContentProducer mac>.<ProduceID mac>`, one MAC
+per signed part, so verification names what changed ("ContentProducer changed"); labels of the
+first format, `<content mac>.<fields mac>`, still verify (naming only "a field").
 Labels are embedded in JSON files (a top-level `AIGC` key) and Markdown (front matter) here;
 `label_files` adds DOCX and PDF and works on files by suffix.
 """
@@ -38,13 +40,24 @@ KEY_BYTES = 32
 _FRONT = "---\n"
 
 
-def _mac(key: bytes, message: bytes) -> str:
+def _mac(key: bytes, message: bytes, size_bytes: int = 18) -> str:
     digest = hmac.new(key, message, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest[:18]).decode()  # 144 bits: short, still unforgeable
+    return base64.urlsafe_b64encode(digest[:size_bytes]).decode()  # 144 bits: short, unforgeable
 
 
 def _fields_message(label: dict[str, str]) -> bytes:
+    """What the first label format signed: every signed field at once."""
     return json.dumps([label.get(f, "") for f in SIGNED_FIELDS], ensure_ascii=False).encode()
+
+
+def _field_mac(key: bytes, name: str, value: str) -> str:
+    # 96 bits per field: still unforgeable, and the label fits DOCX's 255-character property
+    return _mac(key, json.dumps([name, value], ensure_ascii=False).encode(), size_bytes=12)
+
+
+def _signature(key: bytes, content: str, fields: dict[str, str]) -> str:
+    macs = [_mac(key, content.encode())] + [_field_mac(key, f, fields[f]) for f in SIGNED_FIELDS]
+    return ".".join(macs)
 
 
 def make_label(
@@ -63,17 +76,21 @@ def make_label(
         "PropagateID": "",
         "ReservedCode2": "",
     }
-    fields["ReservedCode1"] = f"{_mac(key, content.encode())}.{_mac(key, _fields_message(fields))}"
+    fields["ReservedCode1"] = _signature(key, content, fields)
     return {f: fields[f] for f in FIELDS}
 
 
 @dataclass(frozen=True)
 class LabelCheck:
-    """The outcome of verifying one label: `is_valid`, and what failed if not."""
+    """The outcome of verifying one label: `is_valid`; if not, what failed and which parts.
+
+    `changed` names the signed parts that no longer match: `content` and/or signed fields.
+    """
 
     is_valid: bool
     problem: str = ""
     label: dict[str, str] | None = None
+    changed: tuple[str, ...] = ()
 
 
 def verify_label(content: str, label: Any, key: bytes) -> LabelCheck:
@@ -85,17 +102,51 @@ def verify_label(content: str, label: Any, key: bytes) -> LabelCheck:
         return LabelCheck(False, f"AIGC label lacks {', '.join(missing)}", label)
     if label["Label"] not in LABELS:
         return LabelCheck(False, f"Label={label['Label']!r} is not one of {list(LABELS)}", label)
-    content_mac, _, fields_mac = label["ReservedCode1"].partition(".")
-    if not hmac.compare_digest(fields_mac, _mac(key, _fields_message(label))):
-        return LabelCheck(
-            False,
-            "ReservedCode1 does not match Label/ContentProducer/ProduceID: a field was edited, "
-            "or the label was signed with another key",
-            label,
+    macs = label["ReservedCode1"].split(".")
+    changed: tuple[str, ...]
+    if len(macs) == 2:  # the first format: one MAC over all the signed fields
+        fields_ok = hmac.compare_digest(macs[1], _mac(key, _fields_message(label)))
+        changed = () if fields_ok else ("fields",)
+    elif len(macs) == 1 + len(SIGNED_FIELDS):
+        changed = tuple(
+            f
+            for f, mac in zip(SIGNED_FIELDS, macs[1:], strict=True)
+            if not hmac.compare_digest(mac, _field_mac(key, f, label[f]))
         )
-    if not hmac.compare_digest(content_mac, _mac(key, content.encode())):
-        return LabelCheck(False, "ReservedCode1 does not match the content: it was edited", label)
-    return LabelCheck(True, "", label)
+    else:
+        return LabelCheck(False, "ReservedCode1 is malformed: it is not a Feilun signature", label)
+    if not hmac.compare_digest(macs[0], _mac(key, content.encode())):
+        changed = ("content", *changed)
+    return LabelCheck(not changed, _problem(changed), label, changed)
+
+
+def _problem(changed: tuple[str, ...]) -> str:
+    """What a failed verification says, naming what changed since signing."""
+    if not changed:
+        return ""
+    if len(changed) == 1 + len(SIGNED_FIELDS) or changed == ("content", "fields"):
+        return (
+            "ReservedCode1 matches neither the content nor any signed field: the label was "
+            "signed with another key (or forged)"
+        )
+    if changed == ("content",):
+        return "content changed: ReservedCode1 does not match the content: it was edited"
+    fields = [f for f in changed if f != "content"]
+    if fields == ["fields"]:  # the first format cannot tell which
+        named, signed = "a signed field", "/".join(SIGNED_FIELDS)
+    else:
+        named = signed = " and ".join(fields)
+    also = " (and the content)" if "content" in changed else ""
+    return (
+        f"{named} changed{also}: ReservedCode1 does not match {signed}, so a field was edited "
+        "(or the label was signed with another key)"
+    )
+
+
+def signed_text(value: dict[str, Any]) -> str:
+    """The text a JSON object's label signs: the object without `AIGC`, keys sorted."""
+    rest = {k: v for k, v in value.items() if k != "AIGC"}
+    return json.dumps(rest, ensure_ascii=False, sort_keys=True, default=str)
 
 
 def label_document(text: str, suffix: str, key: bytes, producer: str) -> str:
@@ -108,8 +159,8 @@ def label_document(text: str, suffix: str, key: bytes, producer: str) -> str:
         if not isinstance(value, dict):
             raise BadInput("a JSON label needs a top-level object", "wrap the content in {...}")
         value.pop("AIGC", None)
-        body = json.dumps(value, ensure_ascii=False, sort_keys=True)
-        return json.dumps({**value, "AIGC": make_label(body, key, producer)}, ensure_ascii=False)
+        signed = make_label(signed_text(value), key, producer)
+        return json.dumps({**value, "AIGC": signed}, ensure_ascii=False)
     if suffix == ".md":
         front, body = _split_front_matter(text)
         kept = "".join(f"{line}\n" for line in front.splitlines() if not line.startswith("AIGC:"))
@@ -128,7 +179,7 @@ def verify_document(text: str, suffix: str, key: bytes) -> LabelCheck:
         if not isinstance(value, dict):
             return LabelCheck(False, "no AIGC label (the JSON is not an object)")
         label = value.pop("AIGC", None)
-        return verify_label(json.dumps(value, ensure_ascii=False, sort_keys=True), label, key)
+        return verify_label(signed_text(value), label, key)
     if suffix == ".md":
         front, body = _split_front_matter(text)
         label = None

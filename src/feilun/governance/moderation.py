@@ -57,7 +57,7 @@ class TracePolicy(pydantic.BaseModel):
 
 
 class LabelPolicy(pydantic.BaseModel):
-    """Whether API answers carry the GB 45438 implicit label."""
+    """Which AIGC labels a tenant's output carries (GB 45438); a label switched off is logged."""
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
     api: bool = pydantic.Field(
@@ -66,6 +66,21 @@ class LabelPolicy(pydantic.BaseModel):
     producer: str = pydantic.Field(
         "feilun", min_length=1, description="ContentProducer: the service's name or filing code."
     )
+    explicit: bool = pydantic.Field(
+        True,
+        description="Visible label on output for people; false: the tenant agreed to go without "
+        "it, and every delivery is recorded in the delivery log.",
+    )
+    implicit: bool = pydantic.Field(
+        True,
+        description="Metadata label where output is labelled; false: none, even with `api`, "
+        "and every delivery is recorded in the delivery log.",
+    )
+
+    @property
+    def is_waived(self) -> bool:
+        """Whether the tenant switched a label off: its deliveries go to the delivery log."""
+        return not (self.explicit and self.implicit)
 
 
 class Policy(pydantic.BaseModel):
@@ -80,7 +95,13 @@ class Policy(pydantic.BaseModel):
         description="Action per TC260 group or risk (id or code); a risk beats its group.",
     )
     classifier_threshold: float = pydantic.Field(
-        0.5, gt=0, le=1, description="Classifier probability at which its label counts as a hit."
+        0.5,
+        gt=0,
+        le=1,
+        description=(
+            "Classifier score at which its label counts as a hit: 0.5 is the model's trained "
+            "per-language threshold; higher is stricter."
+        ),
     )
     mask_char: str = pydantic.Field(
         "*", min_length=1, max_length=1, description="Replaces each character of a masked hit."
@@ -94,6 +115,9 @@ class Policy(pydantic.BaseModel):
     )
     labels: LabelPolicy = pydantic.Field(
         default_factory=LabelPolicy, description="AIGC labels on API output (`api: true`)."
+    )
+    watermark: bool = pydantic.Field(
+        False, description="Watermark this tenant's generations (transformers runtime)."
     )
     _actions: dict[str, Action] | None = pydantic.PrivateAttr(default=None)
 
@@ -251,7 +275,7 @@ class Moderator:
             return Verdict("allow", text, language)
         hits = self.lexicon_hits(self.matcher.find(text), policy)
         if self.classifier is not None:
-            hits += self.classifier_hits(text, policy)
+            hits += self.classifier_hits(text, policy, language=language)
         return judge(text, language, hits, policy)
 
     def lexicon_hits(self, matches: list[Match], policy: Policy, offset: int = 0) -> list[Hit]:
@@ -266,11 +290,17 @@ class Moderator:
                 )
         return hits
 
-    def classifier_hits(self, text: str, policy: Policy, offset: int = 0) -> list[Hit]:
-        """The classifier's hit on `text`, when its unsafe probability reaches the threshold."""
+    def classifier_hits(
+        self, text: str, policy: Policy, offset: int = 0, language: Language | None = None
+    ) -> list[Hit]:
+        """The classifier's hit on `text`, when its unsafe score reaches the threshold.
+
+        The score is already shifted by the model's trained threshold for the language
+        (detected when not given), so the policy's default 0.5 is that operating point.
+        """
         if self.classifier is None:
             return []
-        category, score = self.classifier.predict(text)
+        category, score = self.classifier.predict(text, language)
         if category is None or score < policy.classifier_threshold:
             return []
         action = policy.actions()[category]

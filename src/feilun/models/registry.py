@@ -95,11 +95,14 @@ class ModelRegistry:
         artifacts: ArtifactReader | None = None,
         rng: random.Random | None = None,
         watermark: Any = None,
+        watermark_by_default: bool = True,
     ) -> None:
         self.catalog = catalog
         self.cache_dir = cache_dir
         self.artifacts = artifacts
         self.watermark = watermark  # handed to runtimes that take `watermark=` (text watermark)
+        # False: only requests whose params ask for it are watermarked (a tenant's policy)
+        self.watermark_by_default = watermark_by_default
         self.rng = rng or random.Random()  # draws the canary share of alias resolutions
         self._open: dict[str, ChatModel] = {}
         self._opening = threading.Lock()
@@ -343,16 +346,18 @@ class ModelRegistry:
         return self._open[key]
 
     def _watermark_option(self, factory: Any, resolved: Resolved) -> dict[str, Any]:
-        """`{"watermark": ...}` for a runtime that takes it, when the deployment watermarks."""
+        """The watermark options of a runtime that takes them, when the deployment has a key."""
         if self.watermark is None:
             return {}
-        if "watermark" in inspect.signature(factory).parameters:
-            return {"watermark": self.watermark}
-        log.warning(
-            "%s: runtime %r cannot watermark; its answers are not watermarked",
-            resolved.ref,
-            resolved.base.runtime,
-        )
+        parameters = inspect.signature(factory).parameters
+        if "watermark" in parameters and "use_watermark" in parameters:
+            return {"watermark": self.watermark, "use_watermark": self.watermark_by_default}
+        if self.watermark_by_default:
+            log.warning(
+                "%s: runtime %r cannot watermark; its answers are not watermarked",
+                resolved.ref,
+                resolved.base.runtime,
+            )
         return {}
 
     def opened(self) -> list[ChatModel]:

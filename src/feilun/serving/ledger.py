@@ -370,8 +370,11 @@ def purge_traces(
     """Delete traces created more than `older_than` ago; the number deleted.
 
     Usage rows stay (billing needs them). Traces are the delivery log of who received which
-    output, kept at least `MIN_TRACE_RETENTION`: a shorter cutoff needs `is_forced`.
+    output, kept at least `MIN_TRACE_RETENTION`: a shorter cutoff needs `is_forced`. A trace
+    an unlabelled API delivery younger than that names is kept even then.
     """
+    from feilun.store.deliveries import kept_traces
+
     if older_than < MIN_TRACE_RETENTION and not is_forced:
         raise ConfigError(
             f"--older-than {older_than.days}d is under the delivery-log minimum of "
@@ -380,9 +383,10 @@ def purge_traces(
             f"use --older-than {MIN_TRACE_RETENTION.days}d or more, or add --force if your "
             "records are kept elsewhere",
         )
-    cutoff = (now or utc_now()) - older_than
+    now = now or utc_now()
+    old = sa.and_(traces.c.created_at < now - older_than, traces.c.id.not_in(kept_traces(now)))
     with db.begin() as connection:
-        result = connection.execute(sa.delete(traces).where(traces.c.created_at < cutoff))
+        result = connection.execute(sa.delete(traces).where(old))
     return int(result.rowcount or 0)
 
 

@@ -6,6 +6,8 @@ model; `mask` sends the masked prompt on; `flag` is served and recorded. Each an
 as it leaves: whole, or piece by piece through a StreamGuard for a stream, which stops on a
 violation and ends with a refusal notice (finish_reason `content_filter`). Only the tokens of
 model text actually sent are billed. Why a request was judged goes to its trace (`moderation`).
+An answer to a tenant whose policy switches a label off is recorded in the delivery log before
+it is released (`Screening.label`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from feilun.core.protocols import Completion, Delta, Usage
+from feilun.core.protocols import Completion, Delta, GenerationParams, Usage
 from feilun.core.records import Message
 from feilun.governance.labels import make_label
 from feilun.governance.moderation import (
@@ -34,12 +36,14 @@ from feilun.governance.streaming import StreamGuard
 from feilun.governance.taxonomy import RISK_BY_ID
 from feilun.serving.errors import ContentBlocked
 from feilun.serving.gateway import Principal
+from feilun.store.deliveries import Delivery
 
 logger = logging.getLogger(__name__)
 
 AIGC_HEADER = "x-feilun-aigc"
 
 BlockRecorder = Callable[[Principal, Verdict], None]
+DeliveryRecorder = Callable[[Delivery], object]  # e.g. partial(record_delivery, database)
 
 
 @dataclass
@@ -50,6 +54,7 @@ class Moderation:
     policy_of: Callable[[str], Policy]  # tenant id → the policy in force (cached)
     label_key: bytes | None = None  # signs AIGC labels for tenants whose policy asks for them
     on_block: BlockRecorder | None = None  # records a block (the audit log's `moderation.block`)
+    on_delivery: DeliveryRecorder | None = None  # records an unlabelled answer (delivery log)
 
 
 def action_of(verdict: Verdict) -> str:
@@ -79,6 +84,7 @@ class Screening:
     prompt: Verdict | None = None  # only when not a plain allow
     answers: dict[int, Verdict] = field(default_factory=dict)  # choice index → verdict
     on_block: BlockRecorder | None = None
+    on_delivery: DeliveryRecorder | None = None
 
     @property
     def is_refused(self) -> bool:
@@ -120,10 +126,34 @@ class Screening:
         return redact_trace(self.policy, value, self.language)
 
     def label(self, text: str, trace_id: str) -> dict[str, str] | None:
-        """The signed GB 45438 implicit label of an answer, when the policy asks for it."""
-        if self.label_key is None or not self.policy.labels.api:
-            return None
-        return make_label(text, self.label_key, self.policy.labels.producer, produce_id=trace_id)
+        """The signed GB 45438 implicit label of an answer, when the policy asks for it.
+
+        Called once per answer before it is released: when the tenant's policy switches a
+        label off, this is where the delivery is recorded.
+        """
+        labels = self.policy.labels
+        label = None
+        if self.label_key is not None and labels.api and labels.implicit:
+            label = make_label(text, self.label_key, labels.producer, produce_id=trace_id)
+        if labels.is_waived and self.on_delivery is not None:
+            off = [name for name in ("explicit", "implicit") if not getattr(labels, name)]
+            delivery = Delivery(
+                tenant=self.principal.tenant_name,
+                recipient=f"key:{self.principal.key_prefix}",
+                channel="api",
+                what=trace_id,
+                has_explicit=False,  # API answers never carry the visible label
+                has_implicit=label is not None,
+                reason=f"tenant policy: labels.{' and labels.'.join(off)} = false",
+            )
+            self.on_delivery(delivery)
+        return label
+
+    def params(self, params: GenerationParams) -> GenerationParams:
+        """`params` with the watermark asked for when the tenant's policy says so."""
+        if not self.policy.watermark or params.watermark:
+            return params
+        return params.model_copy(update={"watermark": True})
 
     def stream(self, index: int) -> StreamScreen:
         """A screen for streamed choice `index`."""
@@ -171,6 +201,7 @@ def screen_prompt(
         principal,
         moderation.label_key,
         on_block=moderation.on_block,
+        on_delivery=moderation.on_delivery,
     )
     masked: list[list[Message]] = []
     for conversation, text in zip(conversations, texts, strict=True):

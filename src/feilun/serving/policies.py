@@ -50,11 +50,13 @@ class PolicyStore:
         """Validate `values` and store them as the tenant's (None: the default) next version.
 
         An unknown category or action fails here with the list of valid ones; nothing is saved.
-        The change is audited (`policy.set`) right after it is stored.
+        The change is audited (`policy.set`) right after it is stored; a change of the labels
+        or the watermark is an audit event of its own (`policy.labels`, before and after).
         """
         policy = policy_from_dict(values, source)
         name, tenant_name = self._name(tenant)
         previous = self.record(name)
+        before = _labelling(self._load(name))  # what was in force, maybe the default's
         record = TenantPolicy(
             name=name,
             version=previous.version + 1 if previous else 1,
@@ -66,6 +68,10 @@ class PolicyStore:
         assert isinstance(saved, TenantPolicy)
         details = {"version": saved.version, "source": source}
         self._accounts.audit("policy.set", tenant_name or DEFAULT_NAME, details, actor)
+        after = _labelling(policy)
+        if after != before:
+            changed = details | {"before": before, "after": after}
+            self._accounts.audit("policy.labels", tenant_name or DEFAULT_NAME, changed, actor)
         return saved
 
     def show(self, tenant: str | None) -> tuple[TenantPolicy | None, Policy]:
@@ -81,6 +87,11 @@ class PolicyStore:
             return DEFAULT_NAME, ""
         found = self._accounts.get_tenant(tenant)  # NotFound lists the tenants
         return found.id, found.name
+
+
+def _labelling(policy: Policy) -> dict[str, Any]:
+    """The part of a policy the labelling measures care about: labels and the watermark."""
+    return {"labels": policy.labels.model_dump(mode="json"), "watermark": policy.watermark}
 
 
 def policy_json(record: TenantPolicy | None, policy: Policy, tenant: str | None) -> dict[str, Any]:

@@ -226,3 +226,20 @@ flywheel_turns = sa.Table(
     sa.Column("finished_at", UtcDateTime, nullable=True),
     sa.UniqueConstraint("name", "number"),
 )
+
+# Output handed over without its AIGC labels (see store/deliveries.py), kept ≥ 180 days.
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.String(), primary_key=True),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("tenant", sa.String(), nullable=False),  # tenant name; "" when none
+    sa.Column("recipient", sa.String(), nullable=False),  # API key prefix, or who took the file
+    sa.Column("channel", sa.String(), nullable=False),  # api | export | cli
+    sa.Column("what", sa.String(), nullable=False),  # trace id, file path or dataset ref
+    sa.Column("has_explicit", sa.Boolean(), nullable=False),  # visible label included
+    sa.Column("has_implicit", sa.Boolean(), nullable=False),  # metadata label included
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Index("ix_deliveries_at", "at"),
+    sa.Index("ix_deliveries_tenant_at", "tenant", "at"),
+)

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from feilun.app.answering import kb_access_opener
 from feilun.app.flywheel.context import TurnContext
 from feilun.data.datasets import iter_rows, resolve_dataset
 from feilun.evaluation.suites import EvalContext, Suite, TaskSpec, load_suite, run_suite
@@ -31,7 +32,8 @@ def evaluate(ctx: TurnContext) -> dict[str, Any]:
     suite, base = _suite(ctx)
     models = {"incumbent": ctx.outputs("evaluate")["incumbent"]}
     models["candidate"] = ctx.outputs("train")["candidate"]
-    eval_ctx = EvalContext(ctx.workspace.catalog, ctx.workspace.artifacts, ctx.workspace.models)
+    ws = ctx.workspace
+    eval_ctx = EvalContext(ws.catalog, ws.artifacts, ws.models, open_rag=kb_access_opener(ws))
     for role, ref in models.items():
         if f"{role}_report" not in ctx.outputs("evaluate"):
             ctx.on_step(f"evaluating the {role} {ref} on {suite.name}")

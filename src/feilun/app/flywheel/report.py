@@ -11,9 +11,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from feilun.app.flywheel.charts import bar_chart, interval_chart
 from feilun.app.flywheel.turns import Turn, list_turns
 from feilun.app.workspace import Workspace
+from feilun.core.charts import bar_chart, interval_chart
 from feilun.core.errors import NotFound
 from feilun.core.files import write_atomically
 from feilun.core.records import utc_now

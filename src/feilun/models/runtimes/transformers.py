@@ -66,9 +66,12 @@ class TransformersChatModel:
         quantize: str | None = None,
         threads: int | None = None,
         watermark: GreenList | None = None,
+        use_watermark: bool = True,
     ) -> None:
         self.name = name
-        self.watermark = watermark  # when set, every answer carries the green-list watermark
+        self.watermark = watermark  # the deployment's green list, when it has a key
+        # whether answers are watermarked when GenerationParams.watermark is None (per request)
+        self.use_watermark = use_watermark
         self.quantize = check_quantize_mode(DEFAULT_QUANTIZE if quantize is None else quantize)
         self._model = model.eval()
         self._tokenizer = tokenizer
@@ -141,19 +144,28 @@ class TransformersChatModel:
                 )
             )
 
-        request = new_request(prompt, params, decode, self._eos_ids, self._watermark_bias())
+        bias = self._watermark_bias(params)
+        request = new_request(prompt, params, decode, self._eos_ids, bias)
         if self._batcher is None:
             return request, self._generate_alone(request)
         self._batcher.submit(request)
         return request, request.iterate()
 
-    def _watermark_bias(self) -> Callable[[int, torch.Tensor], torch.Tensor] | None:
+    def _watermark_bias(
+        self, params: GenerationParams
+    ) -> Callable[[int, torch.Tensor], torch.Tensor] | None:
         """Adds δ to the logits of the tokens green after the previous one (None: no watermark).
 
+        `params.watermark` asks for it or not per request; None keeps the model's default.
         End tokens are never favoured: a green end token would cut answers short.
         """
         watermark = self.watermark
+        wanted = self.use_watermark if params.watermark is None else params.watermark
+        if not wanted:
+            return None
         if watermark is None:
+            if params.watermark:
+                logger.warning("%s: a watermark was asked for, but no key was given", self.name)
             return None
         end_ids = torch.tensor(sorted(self._eos_ids), dtype=torch.long)
 
@@ -240,13 +252,15 @@ def load_runtime(
     cache_dir: Path,
     adapter: Adapter | None = None,
     watermark: GreenList | None = None,
+    use_watermark: bool = True,
 ) -> TransformersChatModel:
     """Entry point of the "transformers" runtime: load a registered model's weights.
 
     `record.meta["runtime_options"]` may set `quantize` ("int8" or "none") and `threads`.
     An `adapter` is merged into the base weights (served as fast as the base) and its chat
     template, the one it was trained with, renders the prompts. A `watermark` marks every
-    answer (see `feilun.governance.watermark`).
+    answer, or with `use_watermark=False` only those whose params ask for it (a tenant's
+    policy; see `feilun.governance.watermark`).
     """
     options: dict[str, Any] = dict(record.meta.get("runtime_options") or {})
     unknown = sorted(set(options) - set(OPTIONS))
@@ -268,5 +282,6 @@ def load_runtime(
         chat_template=(adapter and adapter.chat_template) or record.chat_template or None,
         context_length=record.context_length or None,
         watermark=watermark,
+        use_watermark=use_watermark,
         **options,
     )

@@ -1,6 +1,7 @@
-"""Inline SVG charts for the report: values with intervals per turn, and plain bars.
+"""Inline SVG charts for reports: values with intervals, bars with interval whiskers, plain bars.
 
-Plain string building, no scripts or external files: the HTML stays self-contained.
+Plain string building, no scripts or external files, every label escaped: a page that embeds
+them stays self-contained and safe to open.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from html import escape
 WIDTH, HEIGHT, PAD = 520, 220, 40
 COLOURS = ("#8a8f98", "#1f77b4", "#2ca02c", "#d62728")
 
-# (value, low, high); None where a turn has no figure
+# (value, low, high); None where a label has no figure
 Point = tuple[float, float, float] | None
 
 
@@ -30,7 +31,7 @@ def _frame(title: str, body: str, legend: Sequence[str] = ()) -> str:
 
 
 def _axes(labels: Sequence[str], top: float) -> tuple[str, float, float]:
-    """The axes and turn labels; the x step and the y scale (pixels per unit)."""
+    """The axes and x labels; the x step and the y scale (pixels per unit)."""
     plot_h = HEIGHT - 2 * PAD
     step = (WIDTH - 2 * PAD) / max(len(labels), 1)
     parts = [
@@ -48,10 +49,15 @@ def _axes(labels: Sequence[str], top: float) -> tuple[str, float, float]:
     return "".join(parts), step, plot_h / top if top > 0 else 0.0
 
 
+def _top(series: Mapping[str, Sequence[Point]]) -> float:
+    """The y axis' top: 1 for scores in [0, 1], else the highest interval end."""
+    return max([p[2] for points in series.values() for p in points if p] + [1.0])
+
+
 def interval_chart(
     title: str, labels: Sequence[str], series: Mapping[str, Sequence[Point]], top: float = 1.0
 ) -> str:
-    """Per turn, each series' value as a dot with its interval as a bar."""
+    """Per label, each series' value as a dot with its interval as a bar."""
     axes, step, scale = _axes(labels, top)
     marks = []
     for k, points in enumerate(series.values()):
@@ -71,8 +77,33 @@ def interval_chart(
     return _frame(title, axes + "".join(marks), list(series))
 
 
+def interval_bars(title: str, labels: Sequence[str], series: Mapping[str, Sequence[Point]]) -> str:
+    """Per label, one bar per series (`class="bar"`) with its interval as a whisker."""
+    axes, step, scale = _axes(labels, _top(series))
+    width = step * 0.7 / max(len(series), 1)
+    marks = []
+    for k, points in enumerate(series.values()):
+        colour = COLOURS[(k + 1) % 4] if len(series) == 1 else COLOURS[k % 4]
+        for i, point in enumerate(points):
+            if point is None:
+                continue
+            value, low, high = point
+            x = PAD + step * (i + 0.15) + k * width
+            mid = x + width / 2
+            y, y_low, y_high = (HEIGHT - PAD - max(v, 0.0) * scale for v in (value, low, high))
+            marks.append(
+                f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" '
+                f'height="{HEIGHT - PAD - y:.1f}" fill="{colour}">'
+                f"<title>{value:.4f} [{low:.4f}, {high:.4f}]</title></rect>"
+                f'<path class="whisker" d="M{mid:.1f} {y_low:.1f}V{y_high:.1f}'
+                f'M{mid - 4:.1f} {y_low:.1f}h8M{mid - 4:.1f} {y_high:.1f}h8" '
+                'stroke="#333" fill="none"/>'
+            )
+    return _frame(title, axes + "".join(marks), list(series) if len(series) > 1 else ())
+
+
 def bar_chart(title: str, labels: Sequence[str], values: Sequence[float], unit: str = "") -> str:
-    """One bar per turn."""
+    """One bar per label."""
     top = max([*values, 0.0]) or 1.0
     axes, step, scale = _axes(labels, top)
     bars = []
