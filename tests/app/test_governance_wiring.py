@@ -13,10 +13,12 @@ import pytest
 from feilun.app.audit import audit_log
 from feilun.app.moderation import policy_store
 from feilun.app.serve import build_server_app
-from feilun.app.workspace import init_workspace
+from feilun.app.workspace import init_workspace, opened
+from feilun.governance.watermark import deployment_watermark, detect
 from feilun.models.registry import ModelRegistry
 from feilun.serving.accounts import Accounts
 from feilun.store.audit import SqlAuditStore
+from feilun.store.deliveries import list_deliveries
 
 
 def test_policy_changes_and_moderation_blocks_are_audited(
@@ -48,3 +50,42 @@ def test_policy_changes_and_moderation_blocks_are_audited(
     block = by_action["moderation.block"]
     assert block["target"] == "acme" and block["actor"].startswith("key:fl-")
     assert block["details"] == {"category": "terrorism_extremism", "layer": "lexicon"}
+
+
+def test_tenant_policies_watermark_answers_and_log_unlabelled_streams(
+    tiny_workspace: Path, serve_app: Callable[[Any], AbstractContextManager[str]]
+) -> None:
+    """Through the served API: `watermark: true` marks only that tenant's answers, and a
+    stream to a tenant without labels (no usage chunk asked) is in the delivery log."""
+    with opened(tiny_workspace) as ws:
+        accounts = Accounts(ws.database)
+        keys = {}
+        for name, policy in (
+            ("marked", {"watermark": True, "labels": {"implicit": False}}),
+            ("plain", {}),
+        ):
+            keys[name], _ = accounts.create_key(accounts.create_tenant(name).id)
+            policy_store(ws).set(name, policy, "test")
+        answers: dict[str, str] = {}
+        with serve_app(build_server_app(ws)) as url:
+            for name, secret in keys.items():
+                client = openai.OpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0)
+                ask: dict[str, Any] = {
+                    "model": "tiny",
+                    "messages": [{"role": "user", "content": "Write about pipes and valves."}],
+                    "max_tokens": 300,
+                    "temperature": 1.0,
+                    "seed": 3,
+                }
+                answers[name] = client.chat.completions.create(**ask).choices[0].message.content
+                stream = client.chat.completions.create(**ask, stream=True)
+                trace = stream.response.headers["x-feilun-trace-id"]
+                assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+                if name == "marked":
+                    streamed_trace = trace
+            model = ws.models.open("tiny")
+            watermark = deployment_watermark(ws.settings)
+        logged = [d.what for d in list_deliveries(ws.database)]
+    z = {name: detect(model.encode(text), watermark).z for name, text in answers.items()}
+    assert z["marked"] > 4 and abs(z["plain"]) < 3, z
+    assert streamed_trace in logged and len(logged) == 2  # the marked tenant's answer and stream

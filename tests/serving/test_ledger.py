@@ -5,15 +5,19 @@ Runs on SQLite and PostgreSQL; the races also on both limiters (in-process and R
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import anyio
 import pytest
 import sqlalchemy as sa
 
+from feilun.core.blocking import run_nonblocking
 from feilun.core.errors import ConfigError, NotFound, QuotaExceeded
 from feilun.serving.accounts import Accounts
 from feilun.serving.errors import AuthenticationFailed, PermissionDenied
@@ -334,3 +338,50 @@ def test_one_tenant_never_reads_another_tenants_traces_or_usage(
     assert [r.prompt_tokens for r in ledger.usage_report(alice.tenant_id, "2026-11-01")] == [1]
     with pytest.raises(ConfigError, match="limit=0"):
         ledger.list_traces(None, 0)
+
+
+# --- settle from the event loop ---------------------------------------------------------------
+def test_settle_from_the_loop_is_inline_on_sqlite_and_threaded_when_it_must_wait(
+    accounts: Accounts, db: Database, clock: Clock
+) -> None:
+    """Warm SQLite settles run on the loop; a cold cache, PostgreSQL or a held lock: a thread."""
+    ledger = SqlLedger(db, accounts, MemoryLimiter(), clock=clock, cache_ttl_s=60)
+    principal = ledger.authenticate("Bearer " + tenant_key(accounts, "acme"))
+    accounts.set_quota("acme", 1000, None)
+    ran_on: list[int] = []
+
+    def recorded(admission: Admission, done: Outcome) -> None:
+        ran_on.append(threading.get_ident())
+        ledger.settle(admission, done)
+
+    async def settle_from_loop() -> int:
+        admission = ledger.admit(principal, "tiny", 100)
+        await run_nonblocking(recorded, admission, outcome(10, 20))
+        return threading.get_ident()
+
+    def threads_of_one_settle() -> list[str]:
+        ran_on.clear()
+        loop_thread = anyio.run(settle_from_loop)
+        return ["loop" if ident == loop_thread else "thread" for ident in ran_on]
+
+    assert threads_of_one_settle() == ["loop", "thread"]  # the price is not cached yet
+    if db.dialect == "sqlite":
+        assert threads_of_one_settle() == ["loop"]
+        # Another writer holds the lock: the loop does not wait for it, a thread does.
+        holder = sqlite3.connect(str(db.sqlite_path), isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")
+        timer = threading.Timer(0.3, holder.execute, ["COMMIT"])
+        timer.start()
+        assert threads_of_one_settle() == ["loop", "thread"]
+        timer.join()
+        holder.close()
+    else:
+        assert threads_of_one_settle() == ["loop", "thread"]
+    with db.session(is_read_only=True) as session:
+        rows = session.execute(sa.select(usage.c.prompt_tokens, usage.c.completion_tokens)).all()
+    settles = 3 if db.dialect == "sqlite" else 2
+    assert [tuple(r) for r in rows] == [(10, 20)] * settles
+    # Each settle gave back exactly its unused reservation: 30 tokens each were billed.
+    ledger.admit(principal, "tiny", 1000 - 30 * settles)
+    with pytest.raises(QuotaExceeded):
+        ledger.admit(principal, "tiny", 1)

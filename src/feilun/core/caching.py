@@ -3,7 +3,7 @@
 What it holds may be up to `ttl_s` stale (a revoked key, a moved alias, a new price): callers
 choose a ttl they can live with. A ttl of 0 turns caching off. `get_or_refresh` keeps hot
 keys off the slow path: an entry just past its ttl is still served while one background
-thread reloads it, so only a cold key waits for its load.
+thread reloads it, so only a cold key waits for its load (see `core.blocking`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
+
+from feilun.core.blocking import ensure_may_block
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class TtlCache(Generic[K, V]):
         if is_stale:
             assert entry is not None
             return entry[1]
+        ensure_may_block()
         return self.put(key, load())
 
     def _refresh(self, key: K, load: Callable[[], V]) -> None:

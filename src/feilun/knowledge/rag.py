@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import pydantic
 
+from feilun.core.blocking import ensure_may_block
 from feilun.core.errors import BadInput, InputTooLong
 from feilun.core.protocols import ChatModel, Completion, Delta, GenerationParams, Grounding, Usage
 from feilun.core.records import Message
@@ -216,6 +217,7 @@ class RagChatModel:
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         """Prompt tokens of the augmented conversation (the plain one when nothing is found)."""
+        ensure_may_block()  # retrieval: not on an event loop
         return self.model.count_tokens(self.plan(messages).messages)
 
     def chat(self, messages: Sequence[Message], params: GenerationParams) -> Completion:

@@ -18,8 +18,10 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
+from feilun.core.blocking import WouldBlock, ensure_may_block
 from feilun.core.caching import TtlCache
 from feilun.core.errors import ConfigError, QuotaExceeded
 from feilun.core.records import new_id, utc_now
@@ -205,25 +207,42 @@ class SqlLedger:
 
     # --- settle ---------------------------------------------------------------------------
     def settle(self, admission: Admission, outcome: Outcome) -> None:
-        """Write usage and trace in one transaction (once per trace), then release the rest."""
+        """Write usage and trace in one transaction (once per trace), then release the rest.
+
+        Nothing changes before the write, so a WouldBlock from it (see `core.blocking`) leaves
+        the settle to be run again in a thread.
+        """
+        if not self._limiter.is_local:
+            ensure_may_block()  # releasing the reservation is a round trip
         with self._lock:
-            reservation = self._pending.pop(admission.trace_id, None)
+            reservation = self._pending.get(admission.trace_id)
         day = reservation.day if reservation else self._clock().date().isoformat()
-        used = outcome.prompt_tokens + outcome.completion_tokens
-        is_billed = False
         try:
             is_billed = self._write(admission, outcome, day)
-        finally:
-            if reservation is not None and reservation.counter is not None:
-                # Give back what was reserved but not billed; charge any overrun.
-                unused = reservation.tokens - (used if is_billed else 0)
-                if unused > 0:
-                    self._limiter.release(reservation.counter, unused)
-                elif unused < 0:
-                    tenant_id = admission.principal.tenant_id
-                    self._limiter.reserve(
-                        reservation.counter, -unused, None, lambda: self.used_tokens(tenant_id, day)
-                    )
+        except WouldBlock:
+            raise
+        except BaseException:
+            self._release(admission, reservation, 0, day)
+            raise
+        used = outcome.prompt_tokens + outcome.completion_tokens
+        self._release(admission, reservation, used if is_billed else 0, day)
+
+    def _release(
+        self, admission: Admission, reservation: _Reservation | None, billed: int, day: str
+    ) -> None:
+        """Give back what was reserved but not billed; charge any overrun."""
+        with self._lock:
+            self._pending.pop(admission.trace_id, None)
+        if reservation is None or reservation.counter is None:
+            return
+        unused = reservation.tokens - billed
+        if unused > 0:
+            self._limiter.release(reservation.counter, unused)
+        elif unused < 0:
+            tenant_id = admission.principal.tenant_id
+            self._limiter.reserve(
+                reservation.counter, -unused, None, lambda: self.used_tokens(tenant_id, day)
+            )
 
     def _write(self, admission: Admission, outcome: Outcome, day: str) -> bool:
         """Insert the usage row and the trace; False when this trace was already settled."""
@@ -392,4 +411,7 @@ def purge_traces(
 
 def _jsonable(value: dict[str, Any]) -> Any:
     """A JSON round trip, so odd values (bytes, Decimals) are stored as text, not rejected."""
-    return json.loads(json.dumps(value, ensure_ascii=False, default=str))
+    try:
+        return orjson.loads(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS))
+    except orjson.JSONEncodeError:  # e.g. an integer over 64 bits
+        return json.loads(json.dumps(value, ensure_ascii=False, default=str))

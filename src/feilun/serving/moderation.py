@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from feilun.core.blocking import ensure_may_block
 from feilun.core.protocols import Completion, Delta, GenerationParams, Usage
 from feilun.core.records import Message
 from feilun.governance.labels import make_label
@@ -246,6 +247,7 @@ def _blocked(verdict: Verdict, prompt_param: str) -> ContentBlocked:
 
 def _record_block(on_block: BlockRecorder | None, principal: Principal, verdict: Verdict) -> None:
     """The one place a moderation block (of a prompt or an answer) is recorded: log and audit."""
+    ensure_may_block()  # the audit write: not from the event loop
     logger.info(
         "moderation block: tenant %s key %s category %s (%s)",
         principal.tenant_name,

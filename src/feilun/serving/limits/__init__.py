@@ -17,6 +17,9 @@ RATE_WINDOW_S = 60.0
 class Limiter(Protocol):
     """Atomic sliding-window rate limits and token counters, shared by every request."""
 
+    #: True when the state lives in this process, so calls never wait on a network.
+    is_local: bool
+
     def hit_rate(self, key: str, per_minute: int) -> float | None:
         """Take one slot of `key`'s last-60-s window: None if taken, else seconds to retry in."""
         ...

@@ -10,11 +10,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from feilun.core.blocking import ensure_may_block
 from feilun.serving.limits import COUNTER_TTL_S, RATE_WINDOW_S
 
 
 class MemoryLimiter:
     """Thread-safe limiter holding its state in this process."""
+
+    is_local = True
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -42,6 +45,8 @@ class MemoryLimiter:
         """Add `amount` to counter `key` if it stays ≤ `limit`, atomically (seeded lazily)."""
         with self._lock:
             is_held = self._live(key)
+        if not is_held:
+            ensure_may_block()
         # Read the ledger outside the lock; if another thread seeded meanwhile, its value wins.
         seed = None if is_held else load_used()
         with self._lock:

@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from feilun.core.blocking import ensure_may_block
 from feilun.core.errors import BackendUnavailable
 from feilun.serving.limits import COUNTER_TTL_S, RATE_WINDOW_S
 
@@ -49,6 +50,8 @@ return left
 
 class RedisLimiter:
     """Limiter state in Redis, shared by every server process pointed at it."""
+
+    is_local = False
 
     def __init__(self, client: Any, namespace: str = "feilun:") -> None:
         self._client = client
@@ -111,6 +114,7 @@ class RedisLimiter:
     def _call(self, action: Callable[[], Any], where: str | None = None) -> Any:
         import redis
 
+        ensure_may_block()
         try:
             return action()
         except redis.exceptions.ConnectionError as e:

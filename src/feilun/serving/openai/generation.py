@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.requests import Request
 
+from feilun.core.blocking import ensure_may_block, run_nonblocking
 from feilun.core.errors import BackendUnavailable, InputTooLong
 from feilun.core.protocols import ChatModel, Completion, Delta, GenerationParams, Usage
 from feilun.core.records import Message
@@ -35,11 +36,14 @@ from feilun.serving.moderation import (
     screen_prompt,
 )
 from feilun.serving.openai.metering import Meter, gateway_of, new_meter, usage_source_of
+from feilun.serving.responses import FastJSONResponse
 from feilun.serving.streaming import DONE, EventStream, InThreads, sse_event
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 1024  # when neither the client nor the model names a limit
+# Longer prompts are screened and counted in a worker thread: it takes a millisecond or more.
+INLINE_PROMPT_CHARS = 4096
 
 
 @dataclass
@@ -113,32 +117,56 @@ def _context_check(ask: GenerationRequest, counts: Sequence[int], context: int |
 async def open_generation(request: Request, ask: GenerationRequest) -> Generation:
     """Authenticate, open the model, check the context window, admit; nothing billed on error.
 
-    All four run in one worker thread: each may touch the database or a tokenizer, and one
-    thread hop costs less than four.
+    All four run on the event loop when they only read cached state (the usual case), else
+    together in one worker thread (see `core.blocking`).
     """
     gateway = gateway_of(request)
     authorization = request.headers.get("authorization")
-    ref, model, admission, params, prompt_tokens, screening = await anyio.to_thread.run_sync(
-        _admit_generation, gateway, authorization, ask
-    )
+    admitted = await run_nonblocking(_admit_generation, gateway, authorization, ask)
+    admission, screening, model = admitted.admission, admitted.screening, admitted.model
     request.state.trace_id = admission.trace_id
     body = ask.body if screening is None else screening.redact(ask.body)
-    meter = new_meter(request, admission, ref, ask.endpoint, body, usage_source_of(model))
+    meter = new_meter(request, admission, admitted.ref, ask.endpoint, body, usage_source_of(model))
     if screening is not None:
         meter.to_trace = screening.trace
-    choices = [c for c in ask.conversations for _ in range(ask.n)]
-    return Generation(model, ref, ask.model, choices, params, prompt_tokens, meter, screening)
+    choices = [c for c in admitted.conversations for _ in range(ask.n)]
+    return Generation(
+        model,
+        admitted.ref,
+        ask.model,
+        choices,
+        admitted.params,
+        admitted.prompt_tokens,
+        meter,
+        screening,
+    )
+
+
+@dataclass
+class _Admitted:
+    """What admission settled: the model, the screened conversations, the params, the bill."""
+
+    ref: str
+    model: ChatModel
+    conversations: list[list[Message]]
+    params: GenerationParams
+    prompt_tokens: int
+    admission: Admission
+    screening: Screening | None
 
 
 def _admit_generation(
     gateway: Gateway, authorization: str | None, ask: GenerationRequest
-) -> tuple[str, ChatModel, Admission, GenerationParams, int, Screening | None]:
+) -> _Admitted:
+    """Admit `ask`, changing nothing before its first blocking step (see `core.blocking`)."""
+    if sum(len(m.content) for c in ask.conversations for m in c) > INLINE_PROMPT_CHARS:
+        ensure_may_block()
     principal = gateway.ledger.authenticate(authorization)
-    screening, ask.conversations = screen_prompt(
+    screening, conversations = screen_prompt(
         gateway.moderation, principal, ask.conversations, ask.prompt_param
     )
     ref, model = gateway.open_model(ask.model)
-    counts = [model.count_tokens(c) for c in ask.conversations]
+    counts = [model.count_tokens(c) for c in conversations]
     max_tokens = _context_check(ask, counts, getattr(model, "context_length", None))
     params = GenerationParams(
         max_tokens=max_tokens,
@@ -147,10 +175,12 @@ def _admit_generation(
         stop=ask.stop,
         seed=ask.seed,
     )
+    if screening is not None:
+        params = screening.params(params)  # the tenant's policy may ask for the watermark
     prompt_tokens = sum(counts)
-    reserve = prompt_tokens + max_tokens * ask.n * len(ask.conversations)
+    reserve = prompt_tokens + max_tokens * ask.n * len(conversations)
     admission = gateway.ledger.admit(principal, ask.model, reserve)
-    return ref, model, admission, params, prompt_tokens, screening
+    return _Admitted(ref, model, conversations, params, prompt_tokens, admission, screening)
 
 
 async def _generate_async(gen: Generation) -> list[Completion]:
@@ -306,8 +336,9 @@ async def stream_events(
                     await deltas.aclose()
         usage = Usage(prompt_tokens=_prompt_tokens(gen, tally), completion_tokens=sum(tally.tokens))
         await gen.meter.settle(tally.response(), usage.prompt_tokens, usage.completion_tokens, "ok")
+        # Also without the usage chunk: labelling records an unlabelled delivery.
+        label = gen.screening.label(tally.texts[0], gen.trace_id) if gen.screening else None
         if include_usage:
-            label = gen.screening.label(tally.texts[0], gen.trace_id) if gen.screening else None
             labelled = {"feilun": {"aigc": label}} if label else {}
             yield sse_event(fmt.usage(usage) | labelled)
         yield DONE
@@ -387,7 +418,7 @@ async def respond(
         response["feilun"]["aigc"] = label
         headers[AIGC_HEADER] = label_header(label)
     await gen.meter.settle(response, usage.prompt_tokens, usage.completion_tokens, "ok")
-    return JSONResponse(response, headers=headers)
+    return FastJSONResponse(response, headers=headers)
 
 
 async def _respond_refused(
@@ -403,7 +434,7 @@ async def _respond_refused(
     response = body(gen, completions, Usage())
     await gen.meter.settle(response, 0, 0, "ok")
     if not is_stream:
-        return JSONResponse(response)
+        return FastJSONResponse(response)
     events = []
     for index, completion in enumerate(completions):
         opening = fmt.opening(index)

@@ -1,7 +1,9 @@
 """What every OpenAI endpoint does around the model: authenticate, admit, and settle the bill.
 
-Ledger calls may touch a database, so they run in worker threads. `Meter.settle` is shielded
-from cancellation and idempotent: a stream cut short by its client is still billed exactly once.
+Ledger calls may touch a database: admission runs on the event loop when it only reads
+caches, and settling on it when the write lock is free (SQLite); else they run in a worker
+thread (`core.blocking`). `Meter.settle` is shielded from cancellation and idempotent: a stream
+cut short by its client is still billed exactly once.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import anyio
 from starlette.requests import Request
 
+from feilun.core.blocking import run_nonblocking
 from feilun.serving.gateway import Admission, Gateway, Ledger, Outcome, Principal
 from feilun.serving.metrics import Metrics
 
@@ -35,7 +38,7 @@ def metrics_of(request: Request) -> Metrics:
 async def authenticate(request: Request) -> Principal:
     """The caller of this request (401 errors from the ledger otherwise)."""
     ledger = gateway_of(request).ledger
-    return await anyio.to_thread.run_sync(ledger.authenticate, request.headers.get("authorization"))
+    return await run_nonblocking(ledger.authenticate, request.headers.get("authorization"))
 
 
 def usage_source_of(model: object) -> str:
@@ -54,7 +57,7 @@ async def admit(
 ) -> Admission:
     """Admit the request under the key's allow-list, quota and rate; tags it with its trace id."""
     ledger = gateway_of(request).ledger
-    admission = await anyio.to_thread.run_sync(ledger.admit, principal, model, reserve_tokens)
+    admission = await run_nonblocking(ledger.admit, principal, model, reserve_tokens)
     request.state.trace_id = admission.trace_id
     return admission
 
@@ -93,7 +96,7 @@ class Meter:
             endpoint=self.endpoint,
         )
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self.ledger.settle, self.admission, outcome)
+            await run_nonblocking(self.ledger.settle, self.admission, outcome)
         self.metrics.count_tokens(self.ref, prompt_tokens, completion_tokens)
 
 

@@ -7,7 +7,7 @@ import struct
 from typing import Any
 
 import anyio
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.requests import Request
 
 from feilun.core.errors import ConfigError, NotFound
@@ -16,6 +16,7 @@ from feilun.governance.moderation import detect_language
 from feilun.serving.moderation import redact_trace
 from feilun.serving.openai.embeddings.protocol import EmbeddingRequest
 from feilun.serving.openai.metering import admit, authenticate, gateway_of, new_meter
+from feilun.serving.responses import FastJSONResponse
 
 
 def encode_vector(vector: list[float], encoding_format: str) -> list[float] | str:
@@ -86,4 +87,4 @@ async def create_embeddings(request: Request, body: EmbeddingRequest) -> Respons
     # The trace keeps the shape of the answer, not every vector.
     summary = {"object": "list", "count": len(vectors), "dimension": embedder.dimension}
     await meter.settle(summary, tokens, 0, "ok")
-    return JSONResponse(response)
+    return FastJSONResponse(response)
