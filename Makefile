@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# lm-evaluation-harness installed (see fidelity-env)
+FIDELITY := $(VENV)/.fidelity
 
-.PHONY: setup demo test test-all bench lint clean
+.PHONY: setup demo test test-all fidelity-env bench lint clean
 
 setup: $(STAMP)
 
@@ -24,8 +26,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -q
 
-test-all: $(STAMP)
+# The slow tests include the fidelity test against lm-evaluation-harness.
+test-all: $(STAMP) $(FIDELITY)
 	$(BIN)/pytest -q -m ''
+
+# lm-evaluation-harness for the fidelity test and benchmarks/eval.py, on top of the dev install
+# (it adds datasets, evaluate, scikit-learn; nothing of ours imports it).
+fidelity-env: $(FIDELITY)
+$(FIDELITY): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,fidelity]'
+	touch $(FIDELITY)
 
 # The peers live only in the benchmarks' own venv: llama.cpp (compiles for ~20 minutes) and
 # LiteLLM's proxy.
@@ -48,12 +58,3 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) feilun-workspace .pytest_cache .mypy_cache .ruff_cache
-
-# lm-evaluation-harness for the fidelity test and benchmarks/eval.py, on top of the dev install
-# (it adds datasets, evaluate, scikit-learn; nothing of ours imports it).
-FIDELITY := $(VENV)/.fidelity
-.PHONY: fidelity-env
-fidelity-env: $(FIDELITY)
-$(FIDELITY): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,fidelity]'
-	touch $(FIDELITY)
