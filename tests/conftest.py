@@ -113,6 +113,25 @@ def postgres_url(postgres_database_url: str) -> Iterator[str]:
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL of an empty database: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'feilun.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def bare_db(database_url: str) -> Iterator[Any]:
+    """An open, empty (unmigrated) metadata database on SQLite and on PostgreSQL."""
+    from feilun.store.database import open_database
+
+    database = open_database(database_url)
+    yield database
+    database.close()
+
+
 ServeApp = Callable[[Any], AbstractContextManager[str]]
 
 

@@ -5,7 +5,6 @@ kept 180 days, and keeping the traces it names from `traces purge`."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -28,24 +27,12 @@ from feilun.serving.moderation import Moderation, screen_prompt
 from feilun.serving.policies import PolicyStore
 from feilun.store.audit import SqlAuditStore
 from feilun.store.catalog import SqlCatalog
-from feilun.store.database import Database, open_database
+from feilun.store.database import Database
 from feilun.store.deliveries import Delivery, list_deliveries, purge_deliveries, record_delivery
 from feilun.store.migrate import current_revision, downgrade, upgrade
 from feilun.store.schema import traces
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def bare_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """An empty database: a SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'feilun.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    database = open_database(url)
-    yield database
-    database.close()
 
 
 @pytest.fixture

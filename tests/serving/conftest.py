@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -27,7 +26,7 @@ from feilun.serving.gateway import Admission, Gateway, Outcome, Principal, Serve
 from feilun.serving.limits import Limiter
 from feilun.serving.limits.memory import MemoryLimiter
 from feilun.serving.limits.redis import RedisLimiter
-from feilun.store.database import Database, open_database
+from feilun.store.database import Database
 from feilun.store.migrate import upgrade
 
 KEY = "sk-test-alpha-0123456789"
@@ -246,17 +245,11 @@ def server(
 # -- the real backends: databases, limiters ----------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+@pytest.fixture
+def db(bare_db: Database) -> Database:
     """A migrated database: a SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'feilun.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    database = open_database(url)
-    upgrade(database)
-    yield database
-    database.close()
+    upgrade(bare_db)
+    return bare_db
 
 
 @pytest.fixture

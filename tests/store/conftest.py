@@ -6,31 +6,17 @@ skipped, with the reason, only when no server can be reached.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from feilun.store.catalog import SqlCatalog
-from feilun.store.database import Database, open_database
+from feilun.store.database import Database
 from feilun.store.migrate import upgrade
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL of an empty database: a SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'feilun.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 @pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    """An open, empty (unmigrated) database."""
-    database = open_database(database_url)
-    yield database
-    database.close()
+def db(bare_db: Database) -> Database:
+    """An open, empty (unmigrated) database (see `bare_db` in tests/conftest.py)."""
+    return bare_db
 
 
 @pytest.fixture
