@@ -152,3 +152,9 @@ def test_mask_pii_replaces_each_kind_and_leaves_clean_text_alone() -> None:
     assert mask_pii("call 13812345678", language="en") == "call [MOBILE]"
     clean = "版本 1.2.3.4 发布于 2024-01-01"
     assert mask_pii(clean) is clean
+
+
+def test_the_pre_check_skips_only_text_no_pattern_could_match() -> None:
+    assert find_pii("请联系张三，地址在兰山市") == []
+    assert [m.kind for m in find_pii("mail ops@lanshan-gas.cn")] == ["email"]
+    assert [m.kind for m in find_pii("host dead:beef::cafe")] == ["ip"]  # no digit at all
