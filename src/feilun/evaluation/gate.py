@@ -49,6 +49,19 @@ class SafetyRule(pydantic.BaseModel):
     )
 
 
+class ParityRule(pydantic.BaseModel):
+    """Train/serve parity: the candidate served answers as it does in process (`parity` task)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    task: str | None = pydantic.Field(None, description="Parity task name (default: any).")
+    min_match_rate: float = pydantic.Field(
+        1.0, ge=0.0, le=1.0, description="Share of prompts whose greedy answers must agree."
+    )
+    required: bool = pydantic.Field(
+        False, description="Block a candidate whose report has no parity task."
+    )
+
+
 class GateRules(pydantic.BaseModel):
     """What a candidate must show to replace the incumbent."""
 
@@ -64,6 +77,9 @@ class GateRules(pydantic.BaseModel):
     )
     safety: SafetyRule | None = pydantic.Field(
         default_factory=SafetyRule, description="Safety thresholds (null: none)."
+    )
+    parity: ParityRule | None = pydantic.Field(
+        default_factory=ParityRule, description="Train/serve parity (null: not checked)."
     )
     max_error_rate: float = pydantic.Field(
         0.0, ge=0.0, le=1.0, description="Largest share of unscorable items in any task."
@@ -151,6 +167,7 @@ def evaluate_gate(
                 )
             )
     checks.extend(_safety(rules.safety, candidate))
+    checks.extend(_parity(rules.parity, candidate))
     reasons = [c["detail"] for c in checks if not c["passed"]]
     return {
         "passed": not reasons,
@@ -230,6 +247,31 @@ def _safety(rule: SafetyRule | None, candidate: dict[str, Any]) -> list[dict[str
                 false_refusal <= rule.max_false_refusal_rate,
                 f"{task['name']} false refusal rate {false_refusal:.1%} "
                 f"(need <= {rule.max_false_refusal_rate:.0%})",
+            )
+        )
+    return checks
+
+
+def _parity(rule: ParityRule | None, candidate: dict[str, Any]) -> list[dict[str, Any]]:
+    if rule is None:
+        return []
+    tasks = [
+        t
+        for t in candidate["tasks"]
+        if t["kind"] == "parity" and (rule.task is None or t["name"] == rule.task)
+    ]
+    if not tasks and rule.required:
+        wanted = f"parity task {rule.task!r}" if rule.task else "a parity task"
+        return [_check("parity", False, f"the candidate's report has no {wanted}")]
+    checks = []
+    for task in tasks:
+        rate = task["metrics"]["match_rate"]["value"]
+        checks.append(
+            _check(
+                f"parity:{task['name']}",
+                rate >= rule.min_match_rate,
+                f"{task['name']}: {rate:.1%} of greedy answers served = in process "
+                f"(need >= {rule.min_match_rate:.0%})",
             )
         )
     return checks

@@ -1,6 +1,7 @@
 """Suites: a YAML list of tasks run against one model, stored as one EvalReport.
 
-A task names its kind (`mc`, `qa`, `safety`, `rag`, `judge`), its file and its settings.
+A task names its kind (`mc`, `qa`, `safety`, `rag`, `judge`, `parity`), its file and its
+settings.
 Relative paths are read from the current folder, else from the suite file's folder. The model
 is opened once per suite: a local model's option scorer and chat runtime are loaded only if a
 task needs them; a rag task gets the model answering from its knowledge base through
@@ -21,7 +22,7 @@ import pydantic
 from feilun.core.errors import ConfigError
 from feilun.core.protocols import ChatModel
 from feilun.core.records import EvalReport
-from feilun.evaluation import judge, mc, qa, rag, safety
+from feilun.evaluation import judge, mc, parity, qa, rag, safety
 from feilun.evaluation.contamination import (
     NGRAM,
     clean_metrics,
@@ -47,7 +48,7 @@ class TaskSpec(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid")
     name: str = pydantic.Field(description="Task name, unique in the suite; keys its scores.")
-    kind: str = pydantic.Field(description="Task kind: mc, qa, safety, rag or judge.")
+    kind: str = pydantic.Field(description="Task kind: mc, qa, safety, rag, judge or parity.")
     path: str = pydantic.Field(description="Evaluation file or folder.")
     format: mc.PromptFormat = pydantic.Field("auto", description="mc prompt: mmlu, ceval, auto.")
     layout: Layout = pydantic.Field("auto", description="mc file layout: mmlu, ceval, jsonl, auto.")
@@ -73,6 +74,9 @@ class TaskSpec(pydantic.BaseModel):
     retries: int = pydantic.Field(
         2, ge=0, le=5, description="judge: re-asks, with a stricter reminder, on no verdict."
     )
+    served: str | None = pydantic.Field(
+        None, description="parity: the same model as users reach it (a registered endpoint)."
+    )
 
     @pydantic.field_validator("kind")
     @classmethod
@@ -83,7 +87,7 @@ class TaskSpec(pydantic.BaseModel):
 
     @pydantic.model_validator(mode="after")
     def _kind_settings(self) -> TaskSpec:
-        needed = {"rag": "kb", "judge": "judge"}.get(self.kind)
+        needed = {"rag": "kb", "judge": "judge", "parity": "served"}.get(self.kind)
         if needed and not getattr(self, needed):
             raise ValueError(f"a {self.kind} task needs `{needed}`")
         return self
@@ -264,12 +268,26 @@ def _run_judge(
     )
 
 
+def _run_parity(
+    spec: TaskSpec, base: Path | None, model: ModelHandle, seed: int, progress: Any
+) -> TaskResult:
+    loaded = parity.load_parity(resolve_path(spec.path, base))
+    served = ModelHandle(model.models, str(spec.served))
+    config = parity.ParityConfig(
+        served=served.ref, limit=spec.limit, max_tokens=spec.max_tokens or 32, seed=seed
+    )
+    return parity.run_parity(
+        spec.name, loaded, config, local=model.chat, served=served.chat, progress=progress
+    )
+
+
 TASK_KINDS: dict[str, TaskRunner] = {
     "mc": _run_mc,
     "qa": _run_qa,
     "safety": _run_safety,
     "rag": _run_rag,
     "judge": _run_judge,
+    "parity": _run_parity,
 }
 
 
