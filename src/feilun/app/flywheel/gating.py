@@ -1,7 +1,8 @@
 """The gate step: `evaluation.gate` on the two reports; the verdict and each task's scores.
 
-`metrics` keeps, per task, the primary metric (and a safety task's refusal rates) of both
-models with their 95% intervals, so the report reads the turn's state alone.
+`metrics` keeps, per task, the primary metric, the one the rules test if another (`metric`,
+`drop_metrics`), and a safety task's refusal rates, of both models with their 95% intervals,
+so the report reads the turn's state alone.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from feilun.app.flywheel.context import TurnContext
-from feilun.evaluation.gate import evaluate_gate, load_rules
+from feilun.evaluation.gate import GateRules, evaluate_gate, load_rules
 from feilun.evaluation.reports import find_report, load_payload
 
 SAFETY_METRICS = ("refusal_rate", "false_refusal_rate")
@@ -32,13 +33,18 @@ def gate(ctx: TurnContext) -> dict[str, Any]:
         "target": rules.target.task,
         "checks": verdict["checks"],
         "reasons": verdict["reasons"],
-        "metrics": _metrics(candidate, incumbent),
+        "metrics": _metrics(rules, candidate, incumbent),
         "comparison": verdict["comparison"],
     }
 
 
-def _metrics(candidate: dict[str, Any], incumbent: dict[str, Any]) -> dict[str, Any]:
+def _metrics(
+    rules: GateRules, candidate: dict[str, Any], incumbent: dict[str, Any]
+) -> dict[str, Any]:
     """Per shared task: its kind and `{metric: {candidate: {value, low, high}, incumbent}}`."""
+    tested = dict(rules.drop_metrics)
+    if rules.target.metric:
+        tested[rules.target.task] = rules.target.metric
     before = {t["name"]: t for t in incumbent["tasks"]}
     out: dict[str, Any] = {}
     for task in candidate["tasks"]:
@@ -46,6 +52,8 @@ def _metrics(candidate: dict[str, Any], incumbent: dict[str, Any]) -> dict[str, 
         if other is None:
             continue
         names = SAFETY_METRICS if task["kind"] == "safety" else (task["primary"],)
+        if task["name"] in tested:
+            names = tuple(dict.fromkeys((*names, tested[task["name"]])))
         out[task["name"]] = {
             "kind": task["kind"],
             "metrics": {
