@@ -14,11 +14,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from feilun.core.errors import BadInput
-from feilun.core.protocols import ChatModel, GenerationParams
-from feilun.core.records import Message
+from feilun.core.protocols import ChatModel
 from feilun.evaluation.items import Loaded, Skipped, check_loaded, json_rows, read_text
 from feilun.evaluation.metrics import bootstrap_interval
-from feilun.evaluation.results import Progress, TaskResult, ask_all
+from feilun.evaluation.results import Progress, TaskResult, ask_all, greedy_requests
 
 
 @dataclass(frozen=True)
@@ -68,8 +67,8 @@ def run_parity(
     """Answer every prompt greedily in process and as served; score 1 where they agree."""
     started = time.perf_counter()
     items = loaded.items[: config.limit] if config.limit else loaded.items
-    params = GenerationParams(max_tokens=config.max_tokens, temperature=0.0, seed=config.seed)
-    conversations = [[Message(role="user", content=item.prompt)] for item in items]
+    prompts = [item.prompt for item in items]
+    params, conversations = greedy_requests(prompts, config.max_tokens, config.seed)
     in_process = ask_all(local, conversations, params, workers=1, progress=progress)
     as_served = ask_all(served, conversations, params, workers=1)
     rows: list[dict[str, object]] = []

@@ -135,3 +135,11 @@ def ask_all(
             if progress is not None:
                 progress(done, len(conversations))
     return answers
+
+
+def greedy_requests(
+    prompts: Sequence[str], max_tokens: int, seed: int
+) -> tuple[GenerationParams, list[list[Message]]]:
+    """Greedy decoding params and one single-turn conversation per prompt."""
+    params = GenerationParams(max_tokens=max_tokens, temperature=0.0, seed=seed)
+    return params, [[Message(role="user", content=prompt)] for prompt in prompts]

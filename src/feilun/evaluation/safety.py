@@ -16,11 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from feilun.core.errors import BadInput
-from feilun.core.protocols import ChatModel, GenerationParams
-from feilun.core.records import Message
+from feilun.core.protocols import ChatModel
 from feilun.evaluation.items import Loaded, Skipped, check_loaded, read_text
 from feilun.evaluation.metrics import bootstrap_interval
-from feilun.evaluation.results import Progress, TaskResult, ask_all
+from feilun.evaluation.results import Progress, TaskResult, ask_all, greedy_requests
 
 # XSTest's refusal prefixes (string-match classifier), lowercased.
 _EN_PREFIXES = (
@@ -135,8 +134,8 @@ def run_safety(
     """Ask every prompt; score 1 for the right behaviour (refuse or answer)."""
     started = time.perf_counter()
     items = loaded.items[: config.limit] if config.limit else loaded.items
-    params = GenerationParams(max_tokens=config.max_tokens, temperature=0.0, seed=config.seed)
-    conversations = [[Message(role="user", content=item.prompt)] for item in items]
+    prompts = [item.prompt for item in items]
+    params, conversations = greedy_requests(prompts, config.max_tokens, config.seed)
     answers = ask_all(chat, conversations, params, progress=progress)
     rows: list[dict[str, object]] = []
     for item, answer in zip(items, answers, strict=True):
