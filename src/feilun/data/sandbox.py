@@ -72,6 +72,8 @@ class _Worker:
     process: BaseProcess
     conn: Connection
     is_fresh: bool = True
+    # `close()` and the worker's own parse thread may both stop a busy worker at once.
+    stopping: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
 
 class Sandbox:
@@ -226,16 +228,19 @@ def _death(worker: _Worker, name: str, limits: SandboxLimits) -> FeilunError:
 
 
 def _stop(worker: _Worker, is_polite: bool = False) -> None:
-    if is_polite and worker.process.is_alive():
-        try:
-            worker.conn.send(None)
+    with worker.stopping:
+        if worker.conn.closed:
+            return  # already stopped by another thread
+        if is_polite and worker.process.is_alive():
+            try:
+                worker.conn.send(None)
+                worker.process.join(_STOP_WAIT_S)
+            except OSError:
+                pass
+        if worker.process.is_alive():
+            worker.process.kill()
             worker.process.join(_STOP_WAIT_S)
-        except OSError:
-            pass
-    if worker.process.is_alive():
-        worker.process.kill()
-        worker.process.join(_STOP_WAIT_S)
-    worker.conn.close()
+        worker.conn.close()
     logger.debug("stopped parse worker %s", worker.process.pid)
 
 
