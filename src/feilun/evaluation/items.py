@@ -69,6 +69,10 @@ class Loaded(Generic[T]):
     skipped: list[Skipped] = field(default_factory=list)
     sha256: str = ""
 
+    def first(self, limit: int | None) -> list[T]:
+        """The first `limit` items (all of them when None): what a run with `--limit` scores."""
+        return self.items[:limit] if limit else self.items
+
 
 def _subject_of(path: Path) -> str:
     stem = path.stem

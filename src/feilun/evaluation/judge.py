@@ -274,7 +274,7 @@ def run_judge(
 ) -> TaskResult:
     """Answer every item (up to `limit`) greedily, have the judge grade it, and aggregate."""
     started = time.perf_counter()
-    items = loaded.items[: config.limit] if config.limit else loaded.items
+    items = loaded.first(config.limit)
     params = GenerationParams(max_tokens=config.max_tokens, temperature=0.0, seed=config.seed)
     questions = [[Message(role="user", content=item.question)] for item in items]
     answers = ask_all(chat, questions, params, progress=progress)

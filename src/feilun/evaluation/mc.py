@@ -165,7 +165,7 @@ def run_mc(
 ) -> TaskResult:
     """Score every item (up to `limit`), with micro, per-subject and macro accuracy."""
     started = time.perf_counter()
-    items = loaded.items[: config.limit] if config.limit else loaded.items
+    items = loaded.first(config.limit)
     style = pick_style(items, config.format)
     pool = fewshot_pool if fewshot_pool is not None else items
     shots_by_subject = choose_shots(items, pool, config.shots)

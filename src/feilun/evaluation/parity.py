@@ -66,7 +66,7 @@ def run_parity(
 ) -> TaskResult:
     """Answer every prompt greedily in process and as served; score 1 where they agree."""
     started = time.perf_counter()
-    items = loaded.items[: config.limit] if config.limit else loaded.items
+    items = loaded.first(config.limit)
     prompts = [item.prompt for item in items]
     params, conversations = greedy_requests(prompts, config.max_tokens, config.seed)
     in_process = ask_all(local, conversations, params, workers=1, progress=progress)

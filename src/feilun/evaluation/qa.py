@@ -75,7 +75,7 @@ def run_qa(
 ) -> TaskResult:
     """Ask every item (up to `limit`) greedily and score the answers."""
     started = time.perf_counter()
-    items = loaded.items[: config.limit] if config.limit else loaded.items
+    items = loaded.first(config.limit)
     params = GenerationParams(max_tokens=config.max_tokens, temperature=0.0, seed=config.seed)
     answers = ask_all(chat, [render_messages(item) for item in items], params, progress=progress)
     rows: list[dict[str, object]] = []

@@ -175,7 +175,7 @@ def run_rag(
 ) -> TaskResult:
     """Ask every item (up to `limit`) through the knowledge base greedily and score it."""
     started = time.perf_counter()
-    items = loaded.items[: config.limit] if config.limit else loaded.items
+    items = loaded.first(config.limit)
     params = GenerationParams(max_tokens=config.max_tokens, temperature=0.0, seed=config.seed)
     model = _Recording(access.model)
     conversations = [[Message(role="user", content=item.qa.question)] for item in items]

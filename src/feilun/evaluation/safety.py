@@ -133,7 +133,7 @@ def run_safety(
 ) -> TaskResult:
     """Ask every prompt; score 1 for the right behaviour (refuse or answer)."""
     started = time.perf_counter()
-    items = loaded.items[: config.limit] if config.limit else loaded.items
+    items = loaded.first(config.limit)
     prompts = [item.prompt for item in items]
     params, conversations = greedy_requests(prompts, config.max_tokens, config.seed)
     answers = ask_all(chat, conversations, params, progress=progress)

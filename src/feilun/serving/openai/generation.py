@@ -337,7 +337,7 @@ async def stream_events(
         usage = Usage(prompt_tokens=_prompt_tokens(gen, tally), completion_tokens=sum(tally.tokens))
         await gen.meter.settle(tally.response(), usage.prompt_tokens, usage.completion_tokens, "ok")
         # Also without the usage chunk: labelling records an unlabelled delivery.
-        label = gen.screening.label(tally.texts[0], gen.trace_id) if gen.screening else None
+        label = await _label(gen, tally.texts[0])
         if include_usage:
             labelled = {"feilun": {"aigc": label}} if label else {}
             yield sse_event(fmt.usage(usage) | labelled)
@@ -413,7 +413,7 @@ async def respond(
     if gen.screening is not None:
         completions, usage = screen_completions(gen.screening, completions, usage)
     response = body(gen, completions, usage)
-    label = gen.screening.label(completions[0].text, gen.trace_id) if gen.screening else None
+    label = await _label(gen, completions[0].text)
     if label is not None:
         response["feilun"]["aigc"] = label
         headers[AIGC_HEADER] = label_header(label)
@@ -450,3 +450,13 @@ async def _respond_refused(
             yield event
 
     return EventStream(replay())
+
+
+async def _label(gen: Generation, text: str) -> dict[str, str] | None:
+    """The answer's AIGC label, if its policy asks for one.
+
+    A waived label's delivery is written on the loop only when the write would not wait.
+    """
+    if gen.screening is None:
+        return None
+    return await run_nonblocking(gen.screening.label, text, gen.trace_id)
