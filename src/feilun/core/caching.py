@@ -2,8 +2,10 @@
 
 What it holds may be up to `ttl_s` stale (a revoked key, a moved alias, a new price): callers
 choose a ttl they can live with. A ttl of 0 turns caching off. `get_or_refresh` keeps hot
-keys off the slow path: an entry just past its ttl is still served while one background
-thread reloads it, so only a cold key waits for its load (see `core.blocking`).
+keys off the slow path: an entry just past its ttl is still served while a background
+thread reloads it, so only a cold key waits for its load (see `core.blocking`). The reloads
+run on two long-lived threads shared by every cache: starting a thread per reload would stall
+the event loop until the new thread first let go of the GIL.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 from feilun.core.blocking import ensure_may_block
@@ -20,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+_reloads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="feilun-cache-reload")
 
 
 class TtlCache(Generic[K, V]):
@@ -55,7 +60,7 @@ class TtlCache(Generic[K, V]):
             is_stale = entry is not None and entry[0] + self.ttl_s > now
             if is_stale and key not in self._refreshing:
                 self._refreshing.add(key)
-                threading.Thread(target=self._refresh, args=(key, load), daemon=True).start()
+                _reloads.submit(self._refresh, key, load)
         if is_stale:
             assert entry is not None
             return entry[1]

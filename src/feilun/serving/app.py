@@ -21,13 +21,24 @@ from feilun.serving.errors import (
     error_payload,
     install_error_handlers,
 )
+from feilun.serving.fast_lane import Endpoint, FastLane
 from feilun.serving.feedback import router as feedback_router
 from feilun.serving.gateway import Gateway
 from feilun.serving.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
+from feilun.serving.openai.chat_completions.router import chat_completions
 from feilun.serving.openai.chat_completions.router import router as chat_router
+from feilun.serving.openai.completions.router import completions
 from feilun.serving.openai.completions.router import router as completions_router
+from feilun.serving.openai.embeddings.router import embeddings
 from feilun.serving.openai.embeddings.router import router as embeddings_router
 from feilun.serving.openai.models.router import router as models_router
+
+# Served past FastAPI's routing (see `feilun.serving.fast_lane`).
+FAST_LANE: dict[str, Endpoint] = {
+    "/v1/chat/completions": chat_completions,
+    "/v1/completions": completions,
+    "/v1/embeddings": embeddings,
+}
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -139,6 +150,7 @@ def build_app(gateway: Gateway) -> FastAPI:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     # The last added is the outermost: metrics see every status, 413s get a trace header too.
+    app.add_middleware(FastLane, fastapi_app=app, endpoints=FAST_LANE)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=gateway.limits.max_body_bytes)
     app.add_middleware(TraceHeaderMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

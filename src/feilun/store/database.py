@@ -145,7 +145,7 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int, synchronous: str) -> Engine:
                 f"the folder {folder} of the metadata database {url.database} does not exist",
                 "create the workspace with `feilun init`, or fix database_url",
             )
-    engine = sa.create_engine(url, json_serializer=dump_json)
+    engine = sa.create_engine(url, json_serializer=dump_json, pool_use_lifo=True)
 
     @event.listens_for(engine, "connect")
     def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -31,6 +31,7 @@ from feilun.core.records import BaseModel, Message
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 MAX_CONNECTIONS = 64
 CONNECT_TIMEOUT_S = 10.0
+_JSON_BODY = {"content-type": "application/json"}  # bodies are sent as orjson bytes
 
 
 class UpstreamChatModel:
@@ -104,10 +105,13 @@ class UpstreamChatModel:
         """`chat` on the running event loop."""
         with _upstream_errors(self):
             session = self._session()
-            async with session.post(self._url, json=self._request(messages, params)) as response:
-                text = await response.text()
-                _raise_for_status(self, response.status, text, response.headers)
-            return _completion(json.loads(text))
+            body = orjson.dumps(self._request(messages, params))
+            async with session.post(self._url, data=body, headers=_JSON_BODY) as response:
+                raw = await response.read()
+                if response.status >= 400:
+                    text = raw.decode(errors="replace")
+                    _raise_for_status(self, response.status, text, response.headers)
+            return _completion(orjson.loads(raw))
 
     def stream(self, messages: Sequence[Message], params: GenerationParams) -> Iterator[Delta]:
         """Forward a streamed chat completion, asking the upstream to report usage."""
@@ -126,9 +130,8 @@ class UpstreamChatModel:
     async def astream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncDeltas:
         """`stream` on the running event loop; the upstream's status is checked before return."""
         with _upstream_errors(self):
-            response = await self._session().post(
-                self._url, json=self._stream_request(messages, params)
-            )
+            body = orjson.dumps(self._stream_request(messages, params))
+            response = await self._session().post(self._url, data=body, headers=_JSON_BODY)
             if response.status >= 400:
                 text = await response.text()
                 response.release()
