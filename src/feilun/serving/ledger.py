@@ -53,11 +53,9 @@ MIN_TRACE_RETENTION = timedelta(days=180)
 _COST_QUANTUM = Decimal(1).scaleb(-COST_TYPE.scale) if COST_TYPE.scale else Decimal(1)
 _DUMMY_HASH = hash_secret("feilun-no-such-key")
 _SCHEME = "Bearer"
+
+
 # Built once: a statement built per request costs more than the insert itself.
-_INSERT_USAGE = sa.insert(usage)
-_INSERT_TRACE = sa.insert(traces)
-
-
 @dataclass(frozen=True)
 class _Reservation:
     counter: str | None  # limiter key of the tenant's daily token counter; None: no quota
@@ -264,28 +262,31 @@ class SqlLedger:
         cost = self._cost(outcome, admission.model)
         try:
             # No "already settled?" read first: the unique trace_id makes a second insert fail.
-            with self._db.begin() as connection:
-                connection.execute(
-                    _INSERT_USAGE,
-                    {
-                        "id": new_id("use"),
-                        "trace_id": trace_id,
-                        "cost": cost,
-                        "usage_source": outcome.usage_source,
-                        "day": day,
-                        **shared,
-                    },
-                )
-                connection.execute(
-                    _INSERT_TRACE,
-                    {
-                        "id": trace_id,
-                        "request": _jsonable(outcome.request),
-                        "response": _jsonable(outcome.response),
-                        "latency_ms": latency_ms,
-                        **shared,
-                    },
-                )
+            self._db.insert_rows(
+                [
+                    (
+                        usage,
+                        {
+                            "id": new_id("use"),
+                            "trace_id": trace_id,
+                            "cost": cost,
+                            "usage_source": outcome.usage_source,
+                            "day": day,
+                            **shared,
+                        },
+                    ),
+                    (
+                        traces,
+                        {
+                            "id": trace_id,
+                            "request": _jsonable(outcome.request),
+                            "response": _jsonable(outcome.response),
+                            "latency_ms": latency_ms,
+                            **shared,
+                        },
+                    ),
+                ]
+            )
         except sa.exc.IntegrityError:
             # Two settles of one trace raced; the first one's rows stand.
             with self._db.session(is_read_only=True) as session:
