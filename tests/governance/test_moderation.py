@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
+import anyio
 import pytest
 
+from feilun.core.blocking import run_nonblocking
 from feilun.core.errors import ConfigError
 from feilun.governance.lexicon import (
     KeywordMatcher,
@@ -13,7 +16,13 @@ from feilun.governance.lexicon import (
     read_lexicon,
     write_lexicon,
 )
-from feilun.governance.moderation import Moderator, Policy, detect_language, load_policy
+from feilun.governance.moderation import (
+    Moderator,
+    Policy,
+    Verdict,
+    detect_language,
+    load_policy,
+)
 from feilun.governance.taxonomy import GROUPS, RISKS, resolve_category
 
 RECIPES = Path(__file__).parents[2] / "recipes" / "governance"
@@ -147,3 +156,32 @@ def test_the_docs_taxonomy_table_lists_every_risk() -> None:
         row = next(line for line in page.splitlines() if line.startswith(f"| {group.code} "))
         ids = [r.id for r in RISKS if r.group == group.id]
         assert row.count("`") == 2 * (len(ids) + 1) and all(f"`{i}`" in row for i in ids)
+
+
+class _ThreadRecordingJudge:
+    """A judge that calls everything unsafe and notes the thread it ran on."""
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+
+    def predict(self, text: str, language: str | None = None) -> tuple[str | None, float]:
+        self.threads.append(threading.current_thread())
+        return "other_prohibited", 0.99
+
+
+def test_the_judge_checks_prompts_off_the_event_loop_and_never_answers() -> None:
+    judge = _ThreadRecordingJudge()
+    moderator = Moderator(judge=judge)
+
+    def check_prompt(text: str) -> Verdict:
+        return moderator.check(text, is_prompt=True)
+
+    async def main() -> tuple[threading.Thread, Verdict]:
+        return threading.current_thread(), await run_nonblocking(check_prompt, "hello there")
+
+    loop_thread, verdict = anyio.run(main)
+    assert (verdict.decision, verdict.layer) == ("refuse", "judge")
+    assert judge.threads and loop_thread not in judge.threads  # moved to a worker thread
+    assert moderator.check("hello there").decision == "allow"  # an answer: no judge
+    assert moderator.check("hello there", Policy(judge=False), is_prompt=True).decision == "allow"
+    assert len(judge.threads) == 1

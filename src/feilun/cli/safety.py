@@ -15,6 +15,7 @@ from feilun.cli.safety_assess import assess
 from feilun.core.errors import BadInput, ConfigError
 
 if TYPE_CHECKING:
+    from feilun.governance.classifier import Classifier
     from feilun.governance.moderation import Moderator
 
 app = typer.Typer(help="Moderate text: lexicon, classifier, policies.", no_args_is_help=True)
@@ -48,18 +49,30 @@ def _moderator(
     lexicons: list[Path] | None,
     classifier: Path | None,
     use_classifier: bool,
+    use_judge: bool = False,
 ) -> Moderator:
+    """The workspace's moderator; with `use_judge`, its safety judge too when one is trained."""
     from feilun.core.settings import resolve_workspace
     from feilun.governance.moderation import load_policy
-    from feilun.governance.workspace import build_moderator
+    from feilun.governance.workspace import build_moderator, safety_dir
+    from feilun.models.safety_judge import JUDGE_FILE
 
-    return build_moderator(
-        resolve_workspace(workspace),
+    folder = resolve_workspace(workspace)
+    moderator = build_moderator(
+        folder,
         policy=load_policy(policy) if policy else None,
         extra_lexicons=lexicons,
         classifier_path=classifier,
         use_classifier=use_classifier,
     )
+    is_trained = (safety_dir(folder) / JUDGE_FILE).is_file()
+    if not (use_judge and is_trained and use_classifier and classifier is None):
+        return moderator  # the judge is stacked on the workspace's own classifier
+    from feilun.app.moderation import with_judge
+    from feilun.app.workspace import opened
+
+    with opened(workspace) as ws:
+        return with_judge(ws, moderator)
 
 
 def _read_field(path: Path, field: str) -> list[tuple[str, str]]:
@@ -99,6 +112,13 @@ def check(
     use_classifier: Annotated[
         bool, typer.Option("--use-classifier/--no-classifier", help="Use the classifier layer.")
     ] = True,
+    use_judge: Annotated[
+        bool,
+        typer.Option(
+            "--judge/--no-judge",
+            help="Check the texts as prompts with the workspace's safety judge, when trained.",
+        ),
+    ] = True,
     workspace: options.Workspace = None,
     json: options.Json = False,
 ) -> None:
@@ -107,9 +127,9 @@ def check(
         raise ConfigError(
             "give TEXT or --file F.jsonl (one of them)", "see `feilun safety check --help`"
         )
-    moderator = _moderator(workspace, policy, lexicon, classifier, use_classifier)
+    moderator = _moderator(workspace, policy, lexicon, classifier, use_classifier, use_judge)
     if text is not None:
-        verdict = moderator.check(text)
+        verdict = moderator.check(text, is_prompt=True)
         if json:
             print_json(verdict.to_dict())
             return
@@ -117,7 +137,9 @@ def check(
     else:
         assert file is not None
         items = _read_field(file, field)
-        results = [{"id": i, **_summary(moderator.check(t).to_dict())} for i, t in items]
+        results = [
+            {"id": i, **_summary(moderator.check(t, is_prompt=True).to_dict())} for i, t in items
+        ]
     counts = Counter(r["decision"] for r in results)
     total = len(results)
     shares = {d: round(counts[d] / total, 4) if total else 0.0 for d in DECISIONS}
@@ -179,6 +201,16 @@ def train(
             help="Where to write the model (default: the workspace's).", show_default=False
         ),
     ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base",
+            help="Also train the safety judge on this registered model's states (e.g. "
+            "smollm2-135m-instruct), stacked on the classifier; saved beside it as judge.json "
+            "and used by serving when present. Minutes of CPU per thousand rows.",
+            show_default=False,
+        ),
+    ] = None,
     workspace: options.Workspace = None,
     json: options.Json = False,
 ) -> None:
@@ -208,10 +240,16 @@ def train(
         "thresholds": model.thresholds,
         **model.metrics,
     }
+    if base is not None:
+        with spinner(f"training the judge on {base}"):
+            result["judge"] = _train_judge(
+                workspace, base, model, out, examples, category, epochs, target_false_refusal
+            )
     if json:
         print_json(result)
         return
     validation = result.pop("validation", {})
+    judge = result.pop("judge", None)
     rows = [(k, v) for k, v in result.items() if k != "thresholds"]
     for language in ("zh", "en"):
         if language not in model.thresholds:
@@ -226,7 +264,54 @@ def train(
                 "benign rows)",
             )
         )
+    if judge is not None:
+        for language, figures in judge["validation"].items():
+            rows.append(
+                (
+                    f"judge {language}",
+                    f"out of fold: refuses {figures['unsafe_recall']:.1%} of unsafe, "
+                    f"{figures['false_refusal']:.1%} of benign rows",
+                )
+            )
+        rows.append(("judge", judge["path"]))
     print_table(f"classifier saved to {out}", ["", "value"], rows)
+
+
+def _train_judge(
+    workspace: Path | None,
+    base: str,
+    ngram: Classifier,
+    classifier_path: Path,
+    examples: list[tuple[str, str]],
+    category: str,
+    epochs: int,
+    target_false_refusal: float,
+) -> dict[str, Any]:
+    """Train the judge on `base`, stacked on the classifier just saved; save it beside it."""
+    from feilun.app.workspace import opened
+    from feilun.governance.classifier import file_sha256
+    from feilun.models.safety_judge import JUDGE_FILE
+    from feilun.training.base import load_base_model
+    from feilun.training.safety_judge import train_judge
+
+    with opened(workspace) as ws:
+        record, model, tokenizer = load_base_model(ws.models, base)
+    judge = train_judge(
+        examples,
+        ngram.benign_label,
+        (model, tokenizer),
+        category=category,
+        ngram=ngram,
+        ngram_epochs=epochs,
+        target_false_refusal=target_false_refusal,
+        meta={
+            "base": {k: getattr(record, k) for k in ("ref", "source", "location", "sha256")},
+            "classifier_sha256": file_sha256(classifier_path),
+        },
+    )
+    path = classifier_path.with_name(JUDGE_FILE)
+    judge.save(path)
+    return {"path": str(path), "thresholds": judge.thresholds, **judge.meta}
 
 
 @lexicon_app.command("import")

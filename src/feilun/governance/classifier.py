@@ -361,27 +361,40 @@ def _pick_thresholds(
         benign = model.labels.index(model.benign_label)
         for i in held:
             scores[i] = 1.0 - fold_model.probabilities(examples[i][0])[benign]
+    return pick_thresholds(
+        [scores[i] for i in train],
+        [examples[i][0] for i in train],
+        [examples[i][1] != model.benign_label for i in train],
+        target,
+    )
+
+
+def pick_thresholds(
+    scores: Sequence[float], texts: Sequence[str], is_unsafe: Sequence[bool], target: float
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Per language, the lowest cut refusing at most `target` of its benign rows' scores.
+
+    Scores are out of fold (P(unsafe), or a logit); a text refused scores at or above the cut.
+    Also the recall and false refusal the cuts give on these rows. A language with fewer than
+    MIN_BENIGN_ROWS benign rows, or no unsafe ones, gets no cut (the default applies).
+    """
     thresholds: dict[str, float] = {}
     validation: dict[str, Any] = {}
     by_language: dict[str, list[int]] = {}
-    for i in train:
-        by_language.setdefault(detect_language(examples[i][0]), []).append(i)
+    for i, text in enumerate(texts):
+        by_language.setdefault(detect_language(text), []).append(i)
     for language, rows in sorted(by_language.items()):
-        benign_scores = sorted(
-            (scores[i] for i in rows if examples[i][1] == model.benign_label), reverse=True
-        )
-        unsafe_scores = [scores[i] for i in rows if examples[i][1] != model.benign_label]
-        if len(benign_scores) < MIN_BENIGN_ROWS or not unsafe_scores:
-            continue  # too few to pick a threshold: the default 0.5 applies
-        allowed = int(target * len(benign_scores))
-        cut = benign_scores[allowed] if allowed < len(benign_scores) else 0.0
-        thresholds[language] = math.nextafter(cut, 1.0)  # refuse only above `cut`
-        caught = sum(s >= thresholds[language] for s in unsafe_scores)
-        refused = sum(s >= thresholds[language] for s in benign_scores)
+        benign = sorted((scores[i] for i in rows if not is_unsafe[i]), reverse=True)
+        unsafe = [scores[i] for i in rows if is_unsafe[i]]
+        if len(benign) < MIN_BENIGN_ROWS or not unsafe:
+            continue
+        allowed = int(target * len(benign))
+        cut = benign[allowed] if allowed < len(benign) else -math.inf
+        thresholds[language] = math.nextafter(cut, math.inf)  # refuse only above `cut`
         validation[language] = {
             "threshold": thresholds[language],
-            "unsafe_recall": round(caught / len(unsafe_scores), 4),
-            "false_refusal": round(refused / len(benign_scores), 4),
+            "unsafe_recall": round(sum(s >= thresholds[language] for s in unsafe) / len(unsafe), 4),
+            "false_refusal": round(sum(s >= thresholds[language] for s in benign) / len(benign), 4),
             "rows": len(rows),
         }
     return thresholds, validation

@@ -1,9 +1,11 @@
-"""Moderation: a lexicon layer and an optional classifier layer, under a per-call policy.
+"""Moderation: a lexicon layer and optional classifier and judge layers, under a per-call policy.
 
 A `Moderator` is built once (the automaton is the costly part) and shared; `check` takes the
 tenant's `Policy` per call, so one process serves many tenants. The strongest action of any
 hit decides: block > refuse > flag > mask (a masked text is allowed, with the hits hidden).
-An empty text is allowed (there is nothing to judge), not an error.
+An empty text is allowed (there is nothing to judge), not an error. The judge (a model-based
+classifier, `feilun safety train --base MODEL`) replaces the classifier on prompts only: it
+costs a model pass per check, and it was trained on prompts.
 """
 
 from __future__ import annotations
@@ -13,16 +15,16 @@ import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pydantic
 
+from feilun.core.blocking import ensure_may_block
 from feilun.core.errors import BackendUnavailable, ConfigError
 from feilun.governance.lexicon import KeywordMatcher, Lexicon, Match, default_lexicon
 from feilun.governance.taxonomy import RISK_BY_ID, RISKS, resolve_category
 
 if TYPE_CHECKING:
-    from feilun.governance.classifier import Classifier
     from feilun.governance.streaming import StreamGuard
 
 logger = logging.getLogger(__name__)
@@ -119,6 +121,13 @@ class Policy(pydantic.BaseModel):
     watermark: bool = pydantic.Field(
         False, description="Watermark this tenant's generations (transformers runtime)."
     )
+    judge: bool = pydantic.Field(
+        True,
+        description=(
+            "Check prompts with the workspace's safety judge when one is trained (a model pass "
+            "per prompt); false: the classifier alone."
+        ),
+    )
     _actions: dict[str, Action] | None = pydantic.PrivateAttr(default=None)
 
     @pydantic.field_validator("categories")
@@ -196,7 +205,7 @@ class Hit:
     start: int
     end: int
     category: str
-    layer: Literal["lexicon", "classifier"]
+    layer: Literal["lexicon", "classifier", "judge"]
     action: Action
     term: str = ""
     score: float | None = None
@@ -253,28 +262,41 @@ def mask_text(text: str, spans: list[tuple[int, int]], mask_char: str) -> str:
     return "".join([*pieces, text[last:]])
 
 
+class TextClassifier(Protocol):
+    """A whole-text safety classifier: the n-gram classifier, or a model-based judge."""
+
+    def predict(self, text: str, language: str | None = None) -> tuple[str | None, float]:
+        """The risk it would report and the unsafe score, 0.5 at its trained threshold."""
+        ...
+
+
 class Moderator:
-    """Lexicon matching plus an optional classifier, judged under a policy per call."""
+    """Lexicon matching plus optional classifier and judge, judged under a policy per call."""
 
     def __init__(
         self,
         lexicon: Lexicon | None = None,
         policy: Policy | None = None,
-        classifier: Classifier | None = None,
+        classifier: TextClassifier | None = None,
+        judge: TextClassifier | None = None,
     ) -> None:
         self.lexicon = default_lexicon() if lexicon is None else lexicon
         self.matcher = KeywordMatcher(self.lexicon)
         self.policy = policy or Policy()
         self.classifier = classifier
+        self.judge = judge
 
-    def check(self, text: str, policy: Policy | None = None) -> Verdict:
-        """The verdict on one whole text (a prompt, or a complete answer)."""
+    def check(self, text: str, policy: Policy | None = None, *, is_prompt: bool = False) -> Verdict:
+        """The verdict on one whole text: a prompt (`is_prompt`), or a complete answer."""
         policy = policy or self.policy
         language = detect_language(text)
         if not text.strip():
             return Verdict("allow", text, language)
         hits = self.lexicon_hits(self.matcher.find(text), policy)
-        if self.classifier is not None:
+        if is_prompt and self.judge is not None and policy.judge:
+            ensure_may_block()  # a model pass: never on an event loop (see `core.blocking`)
+            hits += self.classifier_hits(text, policy, language=language, layer="judge")
+        elif self.classifier is not None:
             hits += self.classifier_hits(text, policy, language=language)
         return judge(text, language, hits, policy)
 
@@ -291,16 +313,22 @@ class Moderator:
         return hits
 
     def classifier_hits(
-        self, text: str, policy: Policy, offset: int = 0, language: Language | None = None
+        self,
+        text: str,
+        policy: Policy,
+        offset: int = 0,
+        language: Language | None = None,
+        layer: Literal["classifier", "judge"] = "classifier",
     ) -> list[Hit]:
-        """The classifier's hit on `text`, when its unsafe score reaches the threshold.
+        """The classifier's (or judge's) hit on `text`, when its unsafe score reaches the threshold.
 
         The score is already shifted by the model's trained threshold for the language
         (detected when not given), so the policy's default 0.5 is that operating point.
         """
-        if self.classifier is None:
+        model = self.judge if layer == "judge" else self.classifier
+        if model is None:
             return []
-        category, score = self.classifier.predict(text, language)
+        category, score = model.predict(text, language)
         if category is None or score < policy.classifier_threshold:
             return []
         action = policy.actions()[category]
@@ -309,7 +337,7 @@ class Moderator:
         if action == "allow":
             return []
         end = offset + len(text)
-        return [Hit(offset, end, category, "classifier", action, score=round(score, 4))]
+        return [Hit(offset, end, category, layer, action, score=round(score, 4))]
 
     def stream(self, policy: Policy | None = None, language: Language | None = None) -> StreamGuard:
         """A guard for one streamed answer (see `feilun.governance.streaming`)."""

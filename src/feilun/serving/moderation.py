@@ -206,7 +206,7 @@ def screen_prompt(
     )
     masked: list[list[Message]] = []
     for conversation, text in zip(conversations, texts, strict=True):
-        verdict = moderation.moderator.check(text, policy)
+        verdict = moderation.moderator.check(text, policy, is_prompt=True)
         if action_of(verdict) != "allow" and (
             screening.prompt is None
             or ACTION_STRENGTH[action_of(verdict)] > ACTION_STRENGTH[action_of(screening.prompt)]
