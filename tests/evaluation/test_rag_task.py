@@ -16,7 +16,7 @@ from feilun.core.errors import ConfigError
 from feilun.core.protocols import ChatModel, Hit
 from feilun.data.ingest import ingest
 from feilun.evaluation import results
-from feilun.evaluation.rag import KbAccess, RagItem, RagOpener, holds, judged_sentences
+from feilun.evaluation.rag import KbAccess, RagItem, RagOpener, holds
 from feilun.evaluation.reports import load_payload
 from feilun.evaluation.suites import EvalContext, Suite, load_suite, run_suite
 from feilun.knowledge.bases import create_kb
@@ -102,7 +102,6 @@ def test_a_passage_holds_evidence_by_substring_overlap_or_chunk_id() -> None:
     assert holds(Hit(chunk_id="chk_1", score=1.0, text="other"), "chk_1")
     english = Hit(chunk_id="c", score=1.0, text="A planned outage is\nannounced two days ahead.")
     assert holds(english, "outage is announced  two days")
-    assert judged_sentences("应当提前48小时通知[1]。是。Done now. Yes") == 2
 
 
 def test_rag_scores_retrieval_hits_against_known_evidence(laws, items_file) -> None:

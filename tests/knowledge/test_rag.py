@@ -67,12 +67,13 @@ def test_grounding_cites_supporting_passages_and_flags_the_rest() -> None:
         ),
         _passage(2, NOTICE + "。", analyzer),
     ]
-    answer = "应当提前48小时公告或者书面通知燃气用户。月球距离地球约三十八万公里。"
+    answer = "应当提前48小时公告或者书面通知燃气用户。月球距离地球约三十八万公里。好。"
     grounding, text = ground(answer, passages, analyzer, min_support=0.6)
+    assert grounding.checked_sentences == 2  # "好。" is too short to judge
     assert [c.number for c in grounding.citations] == [2]
     assert "48小时" in grounding.citations[0].quote
     assert grounding.unsupported_sentences == ["月球距离地球约三十八万公里。"]
-    assert text == "应当提前48小时公告或者书面通知燃气用户。[2]月球距离地球约三十八万公里。"
+    assert text == "应当提前48小时公告或者书面通知燃气用户。[2]月球距离地球约三十八万公里。好。"
     assert trailing_markers(answer, grounding) == "[2]"
 
 

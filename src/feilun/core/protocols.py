@@ -65,6 +65,9 @@ class Grounding(pydantic.BaseModel):
     unsupported_sentences: list[str] = pydantic.Field(
         default_factory=list, description="Answer sentences no cited passage supports."
     )
+    checked_sentences: int = pydantic.Field(
+        0, ge=0, description="Answer sentences long enough for the check to judge."
+    )
     answered: bool = pydantic.Field(
         True, description="False when nothing relevant was found and the model was not asked."
     )

@@ -38,11 +38,9 @@ from feilun.evaluation.qa import score_answer
 from feilun.evaluation.results import Progress, TaskResult, ask_all
 
 MIN_EVIDENCE_OVERLAP = 0.5  # share of a gold string a passage must hold as one run
-MIN_SENTENCE_TOKENS = 2  # shorter answer sentences are not judged, as in the grounding check
 EVIDENCE_METRICS = ("hit_at_k", "citation_precision", "citation_recall")
 METRICS = (*ANSWER_METRICS, *EVIDENCE_METRICS, "faithfulness")
 _MARKER = re.compile(r"\[\d{1,2}\]")
-_SENTENCE = re.compile(r"[^\n]+?(?:[。！？!?；;]+|\.(?=\s|$)|(?=\n)|$)")
 
 
 @dataclass(frozen=True)
@@ -113,15 +111,6 @@ def holds(passage: Hit, gold: str) -> bool:
     return run.size >= MIN_EVIDENCE_OVERLAP * len(wanted)
 
 
-def judged_sentences(answer: str) -> int:
-    """Answer sentences long enough for the grounding check to judge (citation marks aside)."""
-    count = 0
-    for match in _SENTENCE.finditer(answer):
-        tokens = segment_mixed(_MARKER.sub("", match.group()), drop_punctuation=True)
-        count += len(set(tokens)) >= MIN_SENTENCE_TOKENS
-    return count
-
-
 def score_item(
     answer: str, grounding: Grounding, hits: Sequence[Hit], item: RagItem
 ) -> dict[str, float]:
@@ -140,7 +129,7 @@ def score_item(
         correct = sum(any(holds(c, g) for g in gold) for c in cited)
         scores["citation_precision"] = correct / len(cited)
     unsupported = len(grounding.unsupported_sentences)
-    judged = max(judged_sentences(answer), unsupported)
+    judged = grounding.checked_sentences
     if grounding.answered and judged:
         scores["faithfulness"] = (judged - unsupported) / judged
     return scores

@@ -77,6 +77,7 @@ def ground(
     has_markers = any(int(n) in by_number for n in _MARKER.findall(answer))
     cited: dict[int, list[str]] = {}  # passage number → answer sentences it supports
     unsupported: list[str] = []
+    checked = 0
     pieces, position = [], 0
     for start, end in sentence_spans(answer):
         sentence = answer[start:end]
@@ -87,6 +88,7 @@ def ground(
             cited.setdefault(passage.number, []).append(plain)
         if len(set(terms)) < MIN_TERMS:
             continue
+        checked += 1
         backing = [p for p in passages if supports(plain, terms, p, min_support)]
         if not backing:
             unsupported.append(plain)
@@ -98,7 +100,10 @@ def ground(
             position = end
     citations = [_citation(by_number[n], cited[n], analyzer) for n in sorted(cited)]
     text = "".join([*pieces, answer[position:]])
-    return Grounding(citations=citations, unsupported_sentences=unsupported), text
+    grounding = Grounding(
+        citations=citations, unsupported_sentences=unsupported, checked_sentences=checked
+    )
+    return grounding, text
 
 
 def trailing_markers(answer: str, grounding: Grounding) -> str:
