@@ -57,9 +57,9 @@ def test_learns_a_toy_split_and_its_thresholds(judge: SafetyJudge) -> None:
 
 
 def test_moderator_refuses_by_the_judge(judge: SafetyJudge) -> None:
-    moderator = Moderator(classifier=judge)  # type: ignore[arg-type]  # duck-typed predict()
-    assert moderator.check("poison weapon bomb").decision == "refuse"
-    assert moderator.check("garden river recipe").decision == "allow"
+    moderator = Moderator(judge=judge)
+    assert moderator.check("poison weapon bomb", is_prompt=True).decision == "refuse"
+    assert moderator.check("garden river recipe", is_prompt=True).decision == "allow"
 
 
 def test_save_and_load_give_identical_scores(
