@@ -45,7 +45,7 @@ from typing import Any
 
 import ahocorasick
 
-from feilun.governance.classifier import Classifier, train_classifier
+from feilun.governance.classifier import Classifier, log_odds, train_classifier
 from feilun.governance.lexicon import Entry, KeywordMatcher, Lexicon, default_lexicon, fold_case
 from feilun.governance.moderation import Moderator, Policy
 
@@ -305,12 +305,8 @@ def minilm(
     x = np.array(embedder.embed(texts))  # (N, 384)
     y = np.array([bad for *_, bad in items], dtype=float)  # (N,)
     is_train = np.array([split(i) for _, i, _, _ in items])
-    benign = classifier.labels.index(classifier.benign_label)
-    p_unsafe = np.array([1 - classifier.probabilities(t)[benign] for t in texts]).clip(
-        1e-6, 1 - 1e-6
-    )
-    log_odds = np.log(p_unsafe / (1 - p_unsafe))[:, None]  # (N, 1)
-    arms = {"n-gram": log_odds, "minilm": x, "minilm + n-gram": np.hstack([x, log_odds / 5])}
+    ngram = np.array([log_odds(classifier.unsafe_probability(t)) for t in texts])[:, None]
+    arms = {"n-gram": ngram, "minilm": x, "minilm + n-gram": np.hstack([x, ngram / 5])}
     print(f"\n## English arm: MiniLM embeddings ({ms_per_request:.1f} ms wall per request)\n")
     print("| features | unsafe set | at 1 % | at 5 % | at 10 % (xstest safe refused) |")
     print("|---|---|---|---|---|")

@@ -10,18 +10,16 @@ from typing import Any
 
 import pytest
 
-from feilun.app.answering import open_library
+from feilun.app.answering import kb_access_opener, open_library
 from feilun.app.workspace import Workspace, opened
 from feilun.core.errors import ConfigError
-from feilun.core.protocols import ChatModel, Hit
+from feilun.core.protocols import Hit
 from feilun.data.ingest import ingest
 from feilun.evaluation import results
-from feilun.evaluation.rag import KbAccess, RagItem, RagOpener, holds
+from feilun.evaluation.rag import RagItem, holds
 from feilun.evaluation.reports import load_payload
 from feilun.evaluation.suites import EvalContext, Suite, load_suite, run_suite
 from feilun.knowledge.bases import create_kb
-from feilun.knowledge.library import resolve_kb
-from feilun.knowledge.rag import RagChatModel, RagSettings
 from feilun.knowledge.retrieval import KbRetriever
 
 from .conftest import ChatEndpoint, shared
@@ -32,20 +30,6 @@ IN_KB = ("城镇燃气管理条例(2016-02-06).md", "安全生产许可证条例
 IN_KB += ("生产安全事故应急条例(2019-02-17).md",)
 OUTSIDE = "zh/消防法(2021-04-29).md"
 _PASSAGE = re.compile(r"\[(\d+)\] [^\n]*\n<<<\n(.*?)\n>>>", re.DOTALL)
-
-
-def rag_opener(ws: Workspace) -> RagOpener:
-    """What the composition root hands the evaluation stage: the gateway's RAG path."""
-    library = open_library(ws)
-
-    def open_kb(model: ChatModel, kb: str) -> KbAccess:
-        ref = resolve_kb(ws.catalog, kb).ref
-        settings = RagSettings()
-        retriever = KbRetriever(library, ref, mode=settings.mode)
-        rag_model = RagChatModel(model, library, ref, settings)
-        return KbAccess(ref, rag_model, retriever.retrieve, settings.k)
-
-    return open_kb
 
 
 def squash(text: str) -> str:
@@ -72,7 +56,7 @@ def laws(workspace: Path, long_tiny: Path) -> Iterator[tuple[Workspace, EvalCont
         ingest(docs, "laws", catalog=ws.catalog, artifacts=ws.artifacts)
         create_kb(open_library(ws), "laws", "laws", embedder="none")
         ws.models.add("tiny-long", "safetensors", str(long_tiny))
-        yield ws, EvalContext(ws.catalog, ws.artifacts, ws.models, open_rag=rag_opener(ws))
+        yield ws, EvalContext(ws.catalog, ws.artifacts, ws.models, open_rag=kb_access_opener(ws))
 
 
 @pytest.fixture
@@ -218,7 +202,7 @@ def test_the_rag_suite_with_the_packaged_model_on_the_industry_set(workspace, mo
         ingest(docs, "industry", catalog=ws.catalog, artifacts=ws.artifacts)
         create_kb(open_library(ws), "industry", "industry", embedder="none")
         ws.models.ensure_packaged()
-        ctx = EvalContext(ws.catalog, ws.artifacts, ws.models, open_rag=rag_opener(ws))
+        ctx = EvalContext(ws.catalog, ws.artifacts, ws.models, open_rag=kb_access_opener(ws))
         suite, base = load_suite(ROOT / "recipes" / "eval" / "rag.yaml")
         report = run_suite(ctx, suite, "smollm2-135m-instruct", base=base, limit=10)
         task = load_payload(ws.artifacts, report)["tasks"][0]

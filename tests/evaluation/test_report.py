@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from feilun.cli.main import app
+from feilun.evaluation.rendering import Shown, _task_blocks
 
 from .conftest import ChatEndpoint
 
@@ -141,3 +143,28 @@ def env(tmp_path: Path) -> dict[str, str]:
     env = {"FEILUN_WORKSPACE": str(tmp_path / "ws")}
     invoke(env, "init")
     return env
+
+
+@pytest.mark.parametrize(("mode", "wrong"), [("rubric", "2 items scored below 5"), (None, "")])
+def test_wrong_items_are_those_below_the_tasks_top_mark(mode: str | None, wrong: str) -> None:
+    task = {
+        "name": "style",
+        "kind": "judge" if mode else "qa",
+        "config": {"mode": mode} if mode else {},
+        "n": 2,
+        "errors": 0,
+        "skipped": [],
+        "primary": "score",
+        "path": "gone.jsonl",
+        "sha256": "0",
+        "metrics": {"score": {"value": 0.9, "low": 0.8, "high": 1.0}},
+        "items": [{"id": "a", "score": 1.0}, {"id": "b", "score": 1.0}]
+        if not mode
+        else [{"id": "a", "score": 4.0}, {"id": "b", "score": 3.0}],
+    }
+    shown = Shown(SimpleNamespace(ref="evr@1"), {"tasks": [task]})  # type: ignore[arg-type]
+    text = "\n".join(map(str, _task_blocks(task, {}, shown, None)))
+    if wrong:
+        assert wrong in text  # every rubric score is under 5, even though none reaches it
+    else:
+        assert "Every scored item has full marks (1)." in text

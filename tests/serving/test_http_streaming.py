@@ -10,6 +10,10 @@ import httpx
 import openai
 import pytest
 
+from feilun.governance.moderation import Moderator, Policy
+from feilun.serving.moderation import Moderation
+from feilun.store.deliveries import Delivery
+
 PROMPT = [{"role": "user", "content": "Tell me a long story."}]
 
 
@@ -98,3 +102,28 @@ def test_health_answers_while_a_long_stream_runs(server: Any) -> None:
     assert len(latencies) >= 5, "the stream ended too early to test anything"
     assert max(latencies) < 0.2
     assert "feilun_streams_in_flight 1.0" in in_flight
+
+
+def test_a_stream_cut_by_its_client_is_still_a_recorded_unlabelled_delivery(server: Any) -> None:
+    deliveries: list[Delivery] = []
+    waived = Policy.model_validate({"labels": {"api": True, "implicit": False}})
+    server.gateway.moderation = Moderation(
+        Moderator(), lambda tenant: waived, b"k" * 32, on_delivery=deliveries.append
+    )
+    body = {"model": "tiny-paced", "messages": PROMPT, "max_tokens": 400, "stream": True}
+    try:
+        with (
+            httpx.Client(timeout=10) as client,
+            client.stream(
+                "POST", f"{server.url}/v1/chat/completions", json=body, headers=_auth(server)
+            ) as response,
+        ):
+            trace_id = response.headers["x-feilun-trace-id"]
+            for line in response.iter_lines():
+                if '"content":"' in line and '"role"' not in line:
+                    break  # one piece of model text received, then the client goes away
+        assert server.ledger.outcome(trace_id).status == "disconnected"
+    finally:
+        server.gateway.moderation = None
+    [delivery] = deliveries  # recorded before the bill was settled
+    assert (delivery.what, delivery.channel, delivery.has_implicit) == (trace_id, "api", False)

@@ -42,11 +42,15 @@ def open_rag_model(
 
 
 def kb_access_opener(workspace: Workspace, library: Library | None = None) -> RagOpener:
-    """How rag eval tasks ask a knowledge base: as `rag:KB` answers, pinned to one version."""
-    shared = library or open_library(workspace)
+    """How rag eval tasks ask a knowledge base: as `rag:KB` answers, pinned to one version.
+
+    The library is opened on the first rag task, not before: most suites have none.
+    """
 
     def open_kb(model: ChatModel, kb: str) -> KbAccess:
+        nonlocal library
         ref = resolve_kb(workspace.catalog, kb).ref  # NotFound lists the knowledge bases
+        shared = library = library or open_library(workspace)
         settings = RagSettings()
         retriever = KbRetriever(shared, ref, mode=settings.mode)
         rag = RagChatModel(model, shared, ref, settings)

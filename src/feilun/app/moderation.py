@@ -23,7 +23,7 @@ from feilun.serving.moderation import BlockRecorder, Moderation
 from feilun.serving.policies import PolicyStore
 from feilun.store.audit import SqlAuditStore
 from feilun.store.deliveries import record_delivery
-from feilun.training.safety_judge import unsafe_probability
+from feilun.training.safety_judge import ngram_log_odds
 
 
 def policy_store(ws: Workspace, accounts: Accounts | None = None) -> PolicyStore:
@@ -55,7 +55,7 @@ def with_judge(ws: Workspace, moderator: Moderator) -> Moderator:
     if not path.is_file():
         return moderator
     ngram = moderator.classifier if isinstance(moderator.classifier, Classifier) else None
-    second = None if ngram is None else unsafe_probability(ngram)
+    second = None if ngram is None else ngram_log_odds(ngram)
     judge = load_judge(path, ws.models.cache_dir, detect_language, second)
     expected = judge.meta.get("classifier_sha256")
     classifier = folder / CLASSIFIER_FILE

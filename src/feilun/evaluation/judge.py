@@ -35,6 +35,7 @@ _SCORE = re.compile(r"(?:score|评分|分数|得分)\s*[:：]\s*\**\s*([1-5])\b"
 _WINNER = re.compile(r"(?:winner|胜者|获胜者)\s*[:：]\s*\**\s*(A|B|tie|平局)\b", re.IGNORECASE)
 _JSON = re.compile(r"\{[^{}]*\}")
 OUTCOME_SCORES = {"win": 1.0, "tie": 0.5, "loss": 0.0}
+RUBRIC_TOP_MARK = 5.0  # rubric scores are 1-5
 
 PROMPTS = {
     "en": {

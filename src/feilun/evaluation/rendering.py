@@ -18,6 +18,7 @@ from feilun.core.charts import Point, interval_bars
 from feilun.core.errors import FeilunError
 from feilun.evaluation.compare import DELTA_COLUMNS, compare_payloads, delta_rows
 from feilun.evaluation.items import LETTERS, load_mc, load_qa
+from feilun.evaluation.judge import RUBRIC_TOP_MARK
 from feilun.evaluation.reports import metric_rows
 from feilun.evaluation.safety import load_prompts
 
@@ -120,6 +121,12 @@ def comparison(shown: Shown, against: Shown) -> dict[str, Any]:
     return result
 
 
+def _top_mark(task: dict[str, Any]) -> float:
+    """The best score an item of `task` can get: 1, or a rubric judge's top mark."""
+    is_rubric = task["kind"] == "judge" and task.get("config", {}).get("mode") == "rubric"
+    return RUBRIC_TOP_MARK if is_rubric else 1.0
+
+
 def _answer(item: dict[str, Any]) -> str:
     if item.get("error"):
         return f"error: {item['error']}"
@@ -203,7 +210,7 @@ def _task_blocks(
         Chart(interval_bars(f"{task['name']}: metrics with 95% intervals", metrics, series)),
     ]
     scored = [i for i in task["items"] if isinstance(i.get("score"), int | float)]
-    full = max([1.0, *(i["score"] for i in scored)])  # 1, or a judge's top mark
+    full = _top_mark(task)
     wrong = sorted((i for i in scored if i["score"] < full), key=lambda i: float(i["score"]))
     if not wrong:
         return [*blocks, f"Every scored item has full marks ({full:g})."]

@@ -119,7 +119,7 @@ class HfScorer:
             ends = [len(ids) - n for ids, n in zip(inputs, counts, strict=True)]
             shared = min([_common_prefix(inputs), *ends])
         cache = None
-        if shared >= MIN_SHARED_TOKENS:
+        if shared >= MIN_SHARED_TOKENS and len(batch) > 1:  # one row: nothing to share
             prefix = self._tensor([inputs[0][:shared]])  # (1, P)
             cache = self._model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
             cache.batch_repeat_interleave(len(batch))

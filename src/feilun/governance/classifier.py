@@ -78,7 +78,8 @@ def tfidf(counts: Counter[str], idf: dict[str, float]) -> dict[str, float]:
     return {g: v / norm for g, v in values.items()} if norm else {}
 
 
-def _logit(p: float) -> float:
+def log_odds(p: float) -> float:
+    """log(p / (1 - p)), with p kept off 0 and 1."""
     p = min(max(p, 1e-9), 1 - 1e-9)
     return math.log(p / (1 - p))
 
@@ -119,6 +120,10 @@ class Classifier:
         total = sum(exp)
         return [e / total for e in exp]
 
+    def unsafe_probability(self, text: str) -> float:
+        """P(unsafe): one minus the benign label's probability."""
+        return 1.0 - self.probabilities(text)[self.labels.index(self.benign_label)]
+
     def predict(self, text: str, language: str | None = None) -> tuple[str | None, float]:
         """The risk of the likeliest unsafe label and the text's unsafe score.
 
@@ -133,7 +138,7 @@ class Classifier:
             return None, 0.0
         _, best = max(unsafe)
         threshold = self.thresholds.get(language or detect_language(text), 0.5)
-        shifted = _logit(1.0 - probs[benign]) - _logit(threshold)
+        shifted = log_odds(1.0 - probs[benign]) - log_odds(threshold)
         return self.categories[self.labels[best]], 1 / (1 + math.exp(-shifted))
 
     def save(self, path: Path) -> None:
@@ -358,9 +363,8 @@ def _pick_thresholds(
         held = order[f::folds]
         idf, weights, bias = fit(sorted(set(order) - set(held)))
         fold_model = Classifier(model.labels, model.benign_label, {}, weights, bias, idf)
-        benign = model.labels.index(model.benign_label)
         for i in held:
-            scores[i] = 1.0 - fold_model.probabilities(examples[i][0])[benign]
+            scores[i] = fold_model.unsafe_probability(examples[i][0])
     return pick_thresholds(
         [scores[i] for i in train],
         [examples[i][0] for i in train],

@@ -292,9 +292,11 @@ class Moderator:
         language = detect_language(text)
         if not text.strip():
             return Verdict("allow", text, language)
-        hits = self.lexicon_hits(self.matcher.find(text), policy)
-        if is_prompt and self.judge is not None and policy.judge:
+        use_judge = is_prompt and self.judge is not None and policy.judge
+        if use_judge:
             ensure_may_block()  # a model pass: never on an event loop (see `core.blocking`)
+        hits = self.lexicon_hits(self.matcher.find(text), policy)
+        if use_judge:
             hits += self.classifier_hits(text, policy, language=language, layer="judge")
         elif self.classifier is not None:
             hits += self.classifier_hits(text, policy, language=language)

@@ -85,8 +85,8 @@ class Backbone:
 class SafetyJudge:
     """A trained head on a backbone: P(unsafe) logits, thresholds per language.
 
-    `stack` (judge weight, second weight, bias) combines the head's logit with the log-odds of
-    `second`, the P(unsafe) of another classifier; `language_of` detects a text's language
+    `stack` (judge weight, second weight, bias) combines the head's logit with `second`, the
+    log-odds of unsafe of another classifier; `language_of` detects a text's language
     when `predict` is not told it.
     """
 
@@ -122,7 +122,7 @@ class SafetyJudge:
         if self.stack is None or self.second is None:
             return [float(x) for x in head]
         a, c, b = self.stack
-        return [a * x + c * _log_odds(self.second(t)) + b for x, t in zip(head, texts, strict=True)]
+        return [a * x + c * self.second(t) + b for x, t in zip(head, texts, strict=True)]
 
     def predict(self, text: str, language: str | None = None) -> tuple[str | None, float]:
         """The judge's risk and the text's unsafe score, 0.5 at the language's threshold."""
@@ -144,11 +144,6 @@ class SafetyJudge:
         write_atomically(path, json.dumps(values, ensure_ascii=False, separators=(",", ":")))
 
 
-def _log_odds(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
-
-
 def load_judge(
     path: Path,
     cache_dir: Path,
@@ -158,7 +153,7 @@ def load_judge(
     """A judge saved by `SafetyJudge.save`, on its base model; ArtifactError when it is not one.
 
     `meta["base"]` names the base model's source and location (as registered when trained);
-    `second` is the stacked classifier's P(unsafe), needed when the judge was stacked.
+    `second` is the stacked classifier's log-odds of unsafe, needed when the judge was stacked.
     """
     try:
         values = json.loads(Path(path).read_text(encoding="utf-8"))

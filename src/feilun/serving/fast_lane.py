@@ -2,10 +2,11 @@
 
 FastAPI's routing walks every route, solves dependencies, parses the JSON and then validates
 it, and wraps the call in four layers of exception and exit-stack handling: about a sixth of
-the gateway's Python samples on a relayed chat completion (py-spy). The lane matches the method and path
-exactly, validates the raw body with the route's pydantic model in one pass, calls the same
-endpoint function, and renders errors with the app's own exception handlers. The routes stay
-registered with FastAPI, so the OpenAPI schema and every other request are unchanged.
+the gateway's Python samples on a relayed chat completion (py-spy). The lane matches the
+method and path exactly, validates the raw body with the route's pydantic model in one pass,
+calls the same endpoint function, and renders errors with the app's own exception handlers.
+The routes stay registered with FastAPI, so the OpenAPI schema and every other request are
+unchanged.
 """
 
 from __future__ import annotations

@@ -55,7 +55,6 @@ _DUMMY_HASH = hash_secret("feilun-no-such-key")
 _SCHEME = "Bearer"
 
 
-# Built once: a statement built per request costs more than the insert itself.
 @dataclass(frozen=True)
 class _Reservation:
     counter: str | None  # limiter key of the tenant's daily token counter; None: no quota

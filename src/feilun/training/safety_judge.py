@@ -9,13 +9,17 @@ out-of-fold P(unsafe) comes from refitting it on the same folds).
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from feilun.core.errors import ConfigError
-from feilun.governance.classifier import Classifier, pick_thresholds, train_classifier
+from feilun.governance.classifier import (
+    Classifier,
+    log_odds,
+    pick_thresholds,
+    train_classifier,
+)
 from feilun.governance.moderation import detect_language
 from feilun.governance.taxonomy import resolve_risk
 from feilun.models.safety_judge import Backbone, SafetyJudge
@@ -85,7 +89,7 @@ def train_judge(
         thresholds=thresholds,
         category=resolve_risk(category, where="--category"),
         stack=stack,
-        second=None if ngram is None else unsafe_probability(ngram),
+        second=None if ngram is None else ngram_log_odds(ngram),
         meta={**(meta or {}), "layer": layer, "l2": l2, "rows": len(examples)},
     )
     judge.meta["validation"] = validation
@@ -133,10 +137,9 @@ def _out_of_fold(fit: Callable[[Any], tuple[Any, float]], x: Any, fold: list[int
     return out
 
 
-def unsafe_probability(model: Classifier) -> Callable[[str], float]:
-    """The n-gram classifier's P(unsafe) of a text (1 - P(benign label))."""
-    benign = model.labels.index(model.benign_label)
-    return lambda text: 1.0 - model.probabilities(text)[benign]
+def ngram_log_odds(model: Classifier) -> Callable[[str], float]:
+    """The n-gram classifier's log-odds of unsafe: what the judge is stacked on."""
+    return lambda text: log_odds(model.unsafe_probability(text))
 
 
 def _ngram_out_of_fold(
@@ -153,9 +156,8 @@ def _ngram_out_of_fold(
     for f in range(k):
         rest = [row for row, g in zip(examples, fold, strict=True) if g != f]
         model = train_classifier(rest, benign_label, epochs=epochs, target_false_refusal=None)
-        unsafe = unsafe_probability(model)
+        second = ngram_log_odds(model)
         for i, g in enumerate(fold):
             if g == f:
-                p = min(max(unsafe(examples[i][0]), 1e-6), 1 - 1e-6)
-                out[i] = math.log(p / (1 - p))
+                out[i] = second(examples[i][0])
     return out

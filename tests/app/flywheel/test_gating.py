@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from feilun.app.flywheel.gating import _metrics
-from feilun.evaluation.gate import GateRules
 
 
 def test_the_turn_keeps_the_metrics_the_gate_rules_test() -> None:
-    """Besides each task's primary metric, the one `target.metric` or `drop_metrics` names."""
+    """Besides each task's primary metric, the one the gate tested (its comparison's)."""
 
     def payload(value: float) -> dict[str, Any]:
         interval = {"value": value, "low": value - 0.1, "high": value + 0.1}
@@ -21,10 +20,13 @@ def test_the_turn_keeps_the_metrics_the_gate_rules_test() -> None:
             ]
         }
 
-    rules = GateRules.model_validate(
-        {"target": {"task": "handbook", "metric": "em"}, "drop_metrics": {"general": "contains"}}
-    )
-    kept = _metrics(rules, payload(0.5), payload(0.4))
+    # As the gate compares under target.metric em (handbook), drop_metrics contains (general).
+    comparison = [
+        {"task": "handbook", "metric": "em"},
+        {"task": "general", "metric": "contains"},
+        {"task": "other", "metric": "f1"},
+    ]
+    kept = _metrics(comparison, payload(0.5), payload(0.4))
     assert {name: list(task["metrics"]) for name, task in kept.items()} == {
         "handbook": ["f1", "em"],
         "general": ["f1", "contains"],

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from feilun.app.flywheel.context import TurnContext
-from feilun.evaluation.gate import GateRules, evaluate_gate, load_rules
+from feilun.evaluation.gate import evaluate_gate, load_rules
 from feilun.evaluation.reports import find_report, load_payload
 
 SAFETY_METRICS = ("refusal_rate", "false_refusal_rate")
@@ -33,18 +33,19 @@ def gate(ctx: TurnContext) -> dict[str, Any]:
         "target": rules.target.task,
         "checks": verdict["checks"],
         "reasons": verdict["reasons"],
-        "metrics": _metrics(rules, candidate, incumbent),
+        "metrics": _metrics(verdict["comparison"], candidate, incumbent),
         "comparison": verdict["comparison"],
     }
 
 
 def _metrics(
-    rules: GateRules, candidate: dict[str, Any], incumbent: dict[str, Any]
+    comparison: list[dict[str, Any]], candidate: dict[str, Any], incumbent: dict[str, Any]
 ) -> dict[str, Any]:
-    """Per shared task: its kind and `{metric: {candidate: {value, low, high}, incumbent}}`."""
-    tested = dict(rules.drop_metrics)
-    if rules.target.metric:
-        tested[rules.target.task] = rules.target.metric
+    """Per shared task: its kind and `{metric: {candidate: {value, low, high}, incumbent}}`.
+
+    Besides the primary (or the safety) metrics, each task shows the metric the gate tested.
+    """
+    tested = {t["task"]: t["metric"] for t in comparison}
     before = {t["name"]: t for t in incumbent["tasks"]}
     out: dict[str, Any] = {}
     for task in candidate["tasks"]:

@@ -381,10 +381,16 @@ def _prompt_tokens(gen: Generation, tally: _Tally) -> int:
 
 
 async def settle_cut(gen: Generation, tally: _Tally, status: str) -> None:
-    """Bill a stream that ended early: prompt tokens only if anything was sent."""
+    """Bill a stream that ended early: prompt tokens only if anything was sent.
+
+    What was sent was delivered: a waived label's delivery is recorded before the bill.
+    """
     prompt_tokens = _prompt_tokens(gen, tally) if tally.is_started else 0
     response = tally.response() | {"status": status}
     try:
+        if tally.is_started and not gen.meter.is_settled:
+            with anyio.CancelScope(shield=True):
+                await _label(gen, tally.texts[0])
         await gen.meter.settle(response, prompt_tokens, sum(tally.tokens), status)
     except Exception:
         logger.exception("could not settle %s stream %s", status, gen.trace_id)
