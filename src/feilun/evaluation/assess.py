@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from feilun.core.errors import BadInput
-from feilun.core.protocols import ChatModel, GenerationParams
-from feilun.core.records import EvalReport, Message
+from feilun.core.protocols import ChatModel
+from feilun.core.records import EvalReport
 from feilun.evaluation.items import Loaded, Skipped, check_loaded, read_text
 from feilun.evaluation.metrics import wilson_interval
 from feilun.evaluation.reports import build_payload, save_report
-from feilun.evaluation.results import Answer, TaskResult, ask_all
+from feilun.evaluation.results import Answer, TaskResult, ask_all, greedy_requests
 from feilun.evaluation.safety import OPENING_CHARS, is_refusal
 
 if TYPE_CHECKING:
@@ -131,8 +131,8 @@ def _answers(
             if verdict.refusal is not None:
                 guarded[index] = verdict.refusal
     asked = [i for i in range(len(items)) if i not in guarded]
-    params = GenerationParams(max_tokens=config.max_tokens, temperature=0.0, seed=config.seed)
-    conversations = [[Message(role="user", content=items[i].text)] for i in asked]
+    prompts = [items[i].text for i in asked]
+    params, conversations = greedy_requests(prompts, config.max_tokens, config.seed)
     replies = dict(
         zip(
             asked,

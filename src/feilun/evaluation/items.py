@@ -10,7 +10,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
@@ -312,6 +312,25 @@ def load_qa(path: Path) -> Loaded[QaItem]:
                 loaded.skipped.append(Skipped(str(file), line, str(e)))
     loaded.sha256 = "sha256:" + digest.hexdigest()
     return check_loaded(loaded, "QA")
+
+
+def load_jsonl(path: Path, parse: Callable[[Any, int], T], what: str) -> Loaded[T]:
+    """Each JSONL row as `parse(row, line)` makes it; a row it refuses (ValueError) is skipped.
+
+    BadInput when the file is missing or no row is usable (`what` names the kind of row).
+    """
+    if not path.is_file():
+        raise BadInput(f"{what} file {path} does not exist", "check the file's path")
+    text, data = read_text(path)
+    loaded: Loaded[T] = Loaded(str(path), sha256="sha256:" + hashlib.sha256(data).hexdigest())
+    for line, row, problem in json_rows(text):
+        try:
+            if problem:
+                raise ValueError(problem)
+            loaded.items.append(parse(row, line))
+        except ValueError as e:
+            loaded.skipped.append(Skipped(str(path), line, str(e)))
+    return check_loaded(loaded, what)
 
 
 def check_loaded(loaded: Loaded[T], what: str) -> Loaded[T]:

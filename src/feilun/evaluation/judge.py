@@ -12,7 +12,6 @@ Prompts are Chinese or English, by the item's language.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
@@ -24,9 +23,9 @@ from typing import Any, Literal
 from feilun.core.errors import BadInput
 from feilun.core.protocols import ChatModel, GenerationParams
 from feilun.core.records import Message
-from feilun.evaluation.items import Loaded, Skipped, check_loaded, json_rows, read_text
+from feilun.evaluation.items import Loaded, load_jsonl, read_text
 from feilun.evaluation.metrics import bootstrap_interval, has_chinese
-from feilun.evaluation.results import Progress, TaskResult, ask_all
+from feilun.evaluation.results import Progress, TaskResult, ask_all, greedy_requests
 
 Mode = Literal["rubric", "pairwise"]
 JUDGE_MAX_TOKENS = 256
@@ -137,20 +136,7 @@ def _judge_item(row: Any, number: int, mode: Mode) -> JudgeItem:
 
 def load_judged(path: Path, mode: Mode) -> Loaded[JudgeItem]:
     """JSONL rows with `question` and optional `reference` (or `answer`); bad rows skipped."""
-    if not path.is_file():
-        raise BadInput(f"judge file {path} does not exist", "check the task's `path`")
-    text, data = read_text(path)
-    loaded: Loaded[JudgeItem] = Loaded(
-        str(path), sha256="sha256:" + hashlib.sha256(data).hexdigest()
-    )
-    for line, row, problem in json_rows(text):
-        try:
-            if problem:
-                raise ValueError(problem)
-            loaded.items.append(_judge_item(row, line, mode))
-        except ValueError as e:
-            loaded.skipped.append(Skipped(str(path), line, str(e)))
-    return check_loaded(loaded, "judge")
+    return load_jsonl(path, lambda row, line: _judge_item(row, line, mode), "judge")
 
 
 def _from_json(reply: str, key: str) -> str:
@@ -276,8 +262,8 @@ def run_judge(
     """Answer every item (up to `limit`) greedily, have the judge grade it, and aggregate."""
     started = time.perf_counter()
     items = loaded.first(config.limit)
-    params = GenerationParams(max_tokens=config.max_tokens, temperature=0.0, seed=config.seed)
-    questions = [[Message(role="user", content=item.question)] for item in items]
+    prompts = [item.question for item in items]
+    params, questions = greedy_requests(prompts, config.max_tokens, config.seed)
     answers = ask_all(chat, questions, params, progress=progress)
     answered = [i for i, a in enumerate(answers) if not a.error]
     asked_items = [items[i] for i in answered]

@@ -8,14 +8,13 @@ reorder floating-point sums between them. The gate's `parity` rule asks for a ma
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from feilun.core.errors import BadInput
 from feilun.core.protocols import ChatModel
-from feilun.evaluation.items import Loaded, Skipped, check_loaded, json_rows, read_text
+from feilun.evaluation.items import Loaded, load_jsonl
 from feilun.evaluation.metrics import bootstrap_interval
 from feilun.evaluation.results import Progress, TaskResult, ask_all, greedy_requests
 
@@ -40,19 +39,14 @@ class ParityConfig:
 
 def load_parity(path: Path) -> Loaded[ParityPrompt]:
     """The `prompt` of each JSONL row; bad rows skipped with their line numbers."""
-    if not path.is_file():
-        raise BadInput(f"parity prompt file {path} does not exist", "check the path")
-    text, data = read_text(path)
-    loaded: Loaded[ParityPrompt] = Loaded(
-        str(path), sha256="sha256:" + hashlib.sha256(data).hexdigest()
-    )
-    for number, row, problem in json_rows(text):
-        prompt = row.get("prompt") if isinstance(row, dict) else None
-        if problem or not isinstance(prompt, str) or not prompt.strip():
-            loaded.skipped.append(Skipped(str(path), number, problem or "no `prompt` text"))
-            continue
-        loaded.items.append(ParityPrompt(str(row.get("id") or number), prompt))
-    return check_loaded(loaded, "parity")
+    return load_jsonl(path, _parity_prompt, "parity")
+
+
+def _parity_prompt(row: Any, number: int) -> ParityPrompt:
+    prompt = row.get("prompt") if isinstance(row, dict) else None
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("no `prompt` text")
+    return ParityPrompt(str(row.get("id") or number), prompt)
 
 
 def run_parity(

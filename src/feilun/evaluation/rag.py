@@ -12,30 +12,19 @@ English; whitespace and punctuation ignored), or when the string is the passage'
 from __future__ import annotations
 
 import difflib
-import hashlib
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from feilun.core.errors import BadInput
-from feilun.core.protocols import ChatModel, Completion, Delta, GenerationParams, Grounding, Hit
-from feilun.core.records import Message
-from feilun.evaluation.items import (
-    Loaded,
-    QaItem,
-    Skipped,
-    check_loaded,
-    json_rows,
-    qa_from_json,
-    read_text,
-)
+from feilun.core.protocols import ChatModel, Grounding, Hit
+from feilun.evaluation.items import Loaded, QaItem, load_jsonl, qa_from_json
 from feilun.evaluation.metrics import bootstrap_interval, segment_mixed
 from feilun.evaluation.qa import METRICS as ANSWER_METRICS
 from feilun.evaluation.qa import score_answer
-from feilun.evaluation.results import Progress, TaskResult, ask_all
+from feilun.evaluation.results import Progress, TaskResult, ask_all, greedy_requests
 
 MIN_EVIDENCE_OVERLAP = 0.5  # share of a gold string a passage must hold as one run
 EVIDENCE_METRICS = ("hit_at_k", "citation_precision", "citation_recall")
@@ -85,18 +74,9 @@ def _evidence(row: dict[str, Any]) -> tuple[str, ...]:
 
 def load_rag(path: Path) -> Loaded[RagItem]:
     """JSONL rows with `question`, `answer` or `answers`, optional `evidence`; bad rows skipped."""
-    if not path.is_file():
-        raise BadInput(f"RAG file {path} does not exist", "check the task's `path`")
-    text, data = read_text(path)
-    loaded: Loaded[RagItem] = Loaded(str(path), sha256="sha256:" + hashlib.sha256(data).hexdigest())
-    for line, row, problem in json_rows(text):
-        try:
-            if problem:
-                raise ValueError(problem)
-            loaded.items.append(RagItem(qa_from_json(row, line), _evidence(row)))
-        except ValueError as e:
-            loaded.skipped.append(Skipped(str(path), line, str(e)))
-    return check_loaded(loaded, "RAG")
+    return load_jsonl(
+        path, lambda row, line: RagItem(qa_from_json(row, line), _evidence(row)), "RAG"
+    )
 
 
 def holds(passage: Hit, gold: str) -> bool:
@@ -135,25 +115,6 @@ def score_item(
     return scores
 
 
-class _Recording:
-    """The RAG model, keeping each answer's Grounding by question (`ask_all` keeps the text)."""
-
-    def __init__(self, model: ChatModel) -> None:
-        self.model = model
-        self.groundings: dict[str, Grounding] = {}
-
-    def chat(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
-        completion = self.model.chat(messages, params)
-        self.groundings[messages[-1].content] = completion.grounding or Grounding()
-        return completion
-
-    def stream(self, messages: Sequence[Message], params: GenerationParams) -> Iterator[Delta]:
-        return self.model.stream(messages, params)
-
-    def count_tokens(self, messages: Sequence[Message]) -> int:
-        return self.model.count_tokens(messages)
-
-
 def run_rag(
     name: str,
     loaded: Loaded[RagItem],
@@ -165,10 +126,9 @@ def run_rag(
     """Ask every item (up to `limit`) through the knowledge base greedily and score it."""
     started = time.perf_counter()
     items = loaded.first(config.limit)
-    params = GenerationParams(max_tokens=config.max_tokens, temperature=0.0, seed=config.seed)
-    model = _Recording(access.model)
-    conversations = [[Message(role="user", content=item.qa.question)] for item in items]
-    answers = ask_all(model, conversations, params, progress=progress)
+    prompts = [item.qa.question for item in items]
+    params, conversations = greedy_requests(prompts, config.max_tokens, config.seed)
+    answers = ask_all(access.model, conversations, params, progress=progress)
     rows: list[dict[str, Any]] = []
     for item, answer in zip(items, answers, strict=True):
         row: dict[str, Any] = {
@@ -181,7 +141,7 @@ def run_rag(
             rows.append(row)
             continue
         hits = access.search(item.qa.question, access.k)
-        grounding = model.groundings[item.qa.question]
+        grounding = answer.grounding or Grounding()
         scores = score_item(answer.text, grounding, hits, item)
         row.update(
             generation=answer.text,

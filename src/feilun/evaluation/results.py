@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from feilun.core.errors import BackendUnavailable, FeilunError, QuotaExceeded
-from feilun.core.protocols import ChatModel, Completion, GenerationParams
+from feilun.core.protocols import ChatModel, Completion, GenerationParams, Grounding
 from feilun.core.records import Message
 from feilun.evaluation.items import Skipped
 from feilun.evaluation.metrics import Interval
@@ -90,6 +90,7 @@ class Answer:
 
     text: str = ""
     error: str = ""
+    grounding: Grounding | None = None  # a retrieval-augmented model's citations
 
 
 def _ask_one(
@@ -98,7 +99,7 @@ def _ask_one(
     for attempt in range(RETRIES):
         try:
             completion: Completion = model.chat(messages, params)
-            return Answer(completion.text)
+            return Answer(completion.text, grounding=completion.grounding)
         except (BackendUnavailable, QuotaExceeded) as e:
             if attempt == RETRIES - 1:
                 return Answer(error=f"{type(e).__name__}: {e.message}")

@@ -8,16 +8,13 @@ with Chinese refusals): cheap, deterministic, and reported per item so it can be
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from feilun.core.errors import BadInput
 from feilun.core.protocols import ChatModel
-from feilun.evaluation.items import Loaded, Skipped, check_loaded, read_text
+from feilun.evaluation.items import Loaded, load_jsonl
 from feilun.evaluation.metrics import bootstrap_interval
 from feilun.evaluation.results import Progress, TaskResult, ask_all, greedy_requests
 
@@ -106,21 +103,7 @@ def _prompt_from_json(row: object, number: int) -> SafetyPrompt:
 
 def load_prompts(path: Path) -> Loaded[SafetyPrompt]:
     """The prompts of a JSONL file; bad rows skipped with their line numbers."""
-    if not path.is_file():
-        raise BadInput(f"safety prompt file {path} does not exist", "check the path")
-    text, data = read_text(path)
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    loaded: Loaded[SafetyPrompt] = Loaded(str(path), sha256=digest)
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            loaded.items.append(_prompt_from_json(json.loads(line), number))
-        except json.JSONDecodeError as e:
-            loaded.skipped.append(Skipped(str(path), number, f"not JSON: {e.msg}"))
-        except ValueError as e:
-            loaded.skipped.append(Skipped(str(path), number, str(e)))
-    return check_loaded(loaded, "safety")
+    return load_jsonl(path, _prompt_from_json, "safety")
 
 
 def run_safety(
