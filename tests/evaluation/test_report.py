@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from feilun.cli.main import app
-from feilun.evaluation.rendering import Shown, _task_blocks
+from feilun.evaluation.rendering import PROMPT_READERS, Shown, _answer, _task_blocks, item_prompts
 
 from .conftest import ChatEndpoint
 
@@ -168,3 +168,24 @@ def test_wrong_items_are_those_below_the_tasks_top_mark(mode: str | None, wrong:
         assert wrong in text  # every rubric score is under 5, even though none reaches it
     else:
         assert "Every scored item has full marks (1)." in text
+
+
+def test_rag_judge_and_parity_tasks_show_their_prompts(tmp_path: Path) -> None:
+    rows = {
+        "rag": {"id": "r1", "question": "How early?", "answer": "48 h"},
+        "judge": {"id": "j1", "question": "Explain the valve.", "reference": "Close it."},
+        "parity": {"id": "p1", "prompt": "Say hi."},
+    }
+    for kind, row in rows.items():
+        path = tmp_path / f"{kind}.jsonl"
+        path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+        sha256 = PROMPT_READERS[kind](path)[0]
+        task = {"kind": kind, "path": str(path), "sha256": sha256}
+        assert item_prompts(task) == {row["id"]: row.get("question", row.get("prompt"))}
+        path.write_text(json.dumps(row) + "\n\n", encoding="utf-8")  # changed since the run
+        assert item_prompts(task) == {}
+
+
+def test_a_parity_row_shows_both_answers() -> None:
+    row = {"id": "p1", "in_process": "Hello.", "served": "Hi!", "score": 0.0}
+    assert _answer(row) == "in process: Hello. | served: Hi!"

@@ -37,7 +37,10 @@ def item_metrics(task: dict[str, Any]) -> list[str]:
 
 
 def _flip(item: dict[str, Any], value: float) -> dict[str, Any]:
-    keep = ("gold", "pred", "generation", "references", "should_refuse", "refused")
+    keep = (
+        *("gold", "pred", "generation", "references", "reference"),
+        *("should_refuse", "refused", "in_process", "served"),
+    )
     return {"score": value, **{k: item[k] for k in keep if k in item}}
 
 

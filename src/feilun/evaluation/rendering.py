@@ -18,7 +18,9 @@ from feilun.core.charts import Point, interval_bars
 from feilun.core.errors import FeilunError
 from feilun.evaluation.compare import DELTA_COLUMNS, compare_payloads, delta_rows
 from feilun.evaluation.items import LETTERS, load_mc, load_qa
-from feilun.evaluation.judge import RUBRIC_TOP_MARK
+from feilun.evaluation.judge import RUBRIC_TOP_MARK, load_judged
+from feilun.evaluation.parity import load_parity
+from feilun.evaluation.rag import load_rag
 from feilun.evaluation.reports import metric_rows
 from feilun.evaluation.safety import load_prompts
 
@@ -90,11 +92,29 @@ def _safety_prompts(path: Path) -> tuple[str, dict[str, str]]:
     return loaded.sha256, {i.id: i.prompt for i in loaded.items}
 
 
+def _rag_prompts(path: Path) -> tuple[str, dict[str, str]]:
+    loaded = load_rag(path)
+    return loaded.sha256, {i.qa.id: i.qa.question for i in loaded.items}
+
+
+def _judge_prompts(path: Path) -> tuple[str, dict[str, str]]:
+    loaded = load_judged(path, "rubric")  # rubric rows: every row pairwise mode reads, and more
+    return loaded.sha256, {i.id: i.question for i in loaded.items}
+
+
+def _parity_prompts(path: Path) -> tuple[str, dict[str, str]]:
+    loaded = load_parity(path)
+    return loaded.sha256, {i.id: i.prompt for i in loaded.items}
+
+
 #: Task kind -> reader of its file's (sha256, item id -> question text).
 PROMPT_READERS: dict[str, Callable[[Path], tuple[str, dict[str, str]]]] = {
     "mc": _mc_prompts,
     "qa": _qa_prompts,
     "safety": _safety_prompts,
+    "rag": _rag_prompts,
+    "judge": _judge_prompts,
+    "parity": _parity_prompts,
 }
 
 
@@ -135,6 +155,8 @@ def _answer(item: dict[str, Any]) -> str:
         parts.append(str(item["generation"]))
     if item.get("refused") is not None:
         parts.append("(refused)" if item["refused"] else "(answered)")
+    if "served" in item:  # parity: the two answers that should agree
+        parts.append(f"in process: {item['in_process']} | served: {item['served']}")
     return " ".join(parts) or "—"
 
 
