@@ -183,5 +183,9 @@ def test_bad_input_raises_feilun_errors(workspace: dict[str, str]) -> None:
             env=env,
             catch_exceptions=False,
         )
+    with pytest.raises(ConfigError, match="--older-than '3 days' is not a duration"):
+        runner.invoke(
+            app, ["traces", "purge", "--older-than", "3 days"], env=env, catch_exceptions=False
+        )
     with pytest.raises(NotFound, match="no trace 'trc_nope'"):
         runner.invoke(app, ["traces", "show", "trc_nope"], env=env, catch_exceptions=False)

@@ -63,8 +63,11 @@ def test_synth_qa_saves_a_dataset_and_counts_every_candidate(workspace: dict[str
     recipe = manifest["recipe"]
     assert (recipe["model"], recipe["seed"], recipe["collection"]) == ("tiny@1", 3, "laws")
     assert len(manifest["inputs"]) == 2  # lineage: the documents of `laws`
-    shown = json.loads(invoke(workspace, "data", "show", "laws-qa@1", "--rejected", "--json")[0])
-    assert {r["operator"] for r in shown["rejected"]} == {"synth_qa"}
+    shown = json.loads(
+        invoke(workspace, "data", "show", "laws-qa@1", "--rejected", "-n", "1000", "--json")[0]
+    )
+    writers = {writer for writer, reasons in again["rejected_by_writer"].items() if reasons}
+    assert {r["operator"] for r in shown["rejected"]} == {f"synth_qa:{w}" for w in writers}
 
 
 @pytest.mark.parametrize(

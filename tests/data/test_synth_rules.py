@@ -201,6 +201,12 @@ def test_auto_falls_back_to_the_rules_per_passage() -> None:
     assert set(reports) == {"synth_qa:model", "synth_qa:rules"}
     assert reports["synth_qa:rules"].count_out == 4
     assert sum(r.count_in for r in reports.values()) == summary["generated"]
+    filed = Counter(r.operator for r in result.rejected)  # under the report that counts it
+    assert dict(filed) == {
+        name: sum(report.removed_by_reason.values())
+        for name, report in reports.items()
+        if report.removed_by_reason
+    }
     model_only = synthesize_qa(documents, model, params.model_copy(update={"writer": "model"}))
     assert {r["meta"]["writer"] for r in model_only.rows} == {"model"}
     calls = model.calls

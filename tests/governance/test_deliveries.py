@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from feilun.cli.main import app
-from feilun.core.errors import ConfigError
+from feilun.core.errors import ConfigError, PolicyViolation
 from feilun.core.records import Message
 from feilun.governance.audit import AuditLog, derive_keys
 from feilun.governance.lexicon import parse_lexicon
@@ -200,9 +200,17 @@ SYNTHETIC = [
 ]
 
 
+# `page` is a number in one row and text in the other: Parquet gets `meta` as JSON text.
+MIXED_META = [
+    {"id": "doc_1", "text": "手册", "meta": {"page": 1}},
+    {"id": "doc_2", "text": "附录", "meta": {"page": "iv"}},
+]
+
+
 @pytest.fixture
 def export_ws(tmp_path: Path, tiny_model_dir: Path, make_workspace: Any) -> Path:
-    return make_workspace(tmp_path / "ws", tiny_model_dir, {"qa": SYNTHETIC})  # type: ignore[no-any-return]
+    datasets = {"qa": SYNTHETIC, "mixed": [*SYNTHETIC, *MIXED_META]}
+    return make_workspace(tmp_path / "ws", tiny_model_dir, datasets)  # type: ignore[no-any-return]
 
 
 def _cli(ws: Path, *args: str) -> Any:
@@ -250,3 +258,58 @@ def test_an_unlabelled_export_is_recorded_and_kept(export_ws: Path, tmp_path: Pa
     assert (
         len(json.loads(_cli(export_ws, "governance", "deliveries", "list", "--json").stdout)) == 1
     )
+
+
+def test_a_parquet_export_with_mixed_type_meta_labels_its_generated_rows(
+    export_ws: Path, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "mixed.parquet"
+    done = _cli(export_ws, "data", "export", "mixed", "-f", "parquet", "-o", str(out), "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["labelled_rows"] == 1
+    table = pq.read_table(out)
+    assert isinstance(table.column("meta")[0].as_py(), str)  # the mixed-type case
+    labels = table.column("AIGC").to_pylist()
+    assert [label is not None for label in labels] == [True, False, False, False]
+    assert _cli(export_ws, "label", "verify", str(out)).exit_code == 0
+
+
+def test_an_export_that_misses_a_generated_row_fails_and_writes_nothing(
+    export_ws: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feilun.governance import label_files
+
+    monkeypatch.setattr(label_files, "label_rows_file", lambda *args: 0)  # labels nothing
+    out = tmp_path / "qa.jsonl"
+    failed = _cli(export_ws, "data", "export", "qa", "-o", str(out))
+    assert isinstance(failed.exception, PolicyViolation)
+    assert "qa@1 holds 1 model-written rows but 0 got an AIGC label" in str(failed.exception)
+    assert list(tmp_path.iterdir()) == [tmp_path / "ws"]  # no file, no temporary left
+
+
+@pytest.mark.parametrize(
+    "given", [["--to", "lab"], ["--reason", "r"], ["--to", "lab", "--reason", "r"]]
+)
+def test_to_or_reason_without_no_label_is_refused(
+    export_ws: Path, tmp_path: Path, given: list[str]
+) -> None:
+    out = tmp_path / "qa.jsonl"
+    refused = _cli(export_ws, "data", "export", "qa", "-o", str(out), *given)
+    assert isinstance(refused.exception, ConfigError) and "add --no-label" in str(refused.exception)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (("list", "--since", "a week"), "--since 'a week' is not a duration"),
+        (("purge", "--older-than", "6 months"), "--older-than '6 months' is not a duration"),
+    ],
+)
+def test_a_bad_duration_names_its_option(
+    export_ws: Path, args: tuple[str, ...], problem: str
+) -> None:
+    refused = _cli(export_ws, "governance", "deliveries", *args)
+    assert isinstance(refused.exception, ConfigError) and problem in str(refused.exception)

@@ -14,8 +14,14 @@ import pytest
 from typer.testing import CliRunner
 
 from feilun.cli.main import app
-from feilun.governance.label_files import is_generated_row, label_file, verify_file
-from feilun.governance.labels import SIGNED_FIELDS, make_label, verify_label
+from feilun.core.errors import BadInput
+from feilun.governance.label_files import (
+    is_generated_row,
+    label_file,
+    label_rows_file,
+    verify_file,
+)
+from feilun.governance.labels import SIGNED_FIELDS, make_label, signed_text, verify_label
 
 KEY = bytes(range(32))
 TEXT = "燃气泄漏时请先关闭阀门，再开窗通风。"
@@ -153,3 +159,36 @@ def test_which_rows_are_generated(
     meta: dict[str, object], extra: dict[str, str], is_generated: bool
 ) -> None:
     assert is_generated_row({"id": "r", "meta": meta, **extra}) is is_generated
+
+
+def test_a_stripped_label_of_a_generated_row_fails_verify(tmp_path: Path) -> None:
+    path = label_file(_jsonl(tmp_path / "d.jsonl"), KEY, "p", is_generated=is_generated_row)
+    rows = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    extra = {"id": "qa_2", "messages": rows[0]["messages"], "meta": {"model": "m"}}
+    extra["AIGC"] = make_label(signed_text(extra), KEY, "p", "qa_2")
+    del rows[0]["AIGC"]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [*rows, extra]))
+    check = verify_file(path, KEY)
+    assert not check.is_valid
+    assert check.problem == "row 1 (id qa_1) is model-written but carries no AIGC label"
+
+
+def test_parquet_meta_written_as_json_text_still_marks_generated_rows(tmp_path: Path) -> None:
+    path = tmp_path / "d.parquet"
+    as_text = [row | {"meta": json.dumps(row["meta"])} for row in ROWS]  # mixed-type exports
+    pq.write_table(pa.Table.from_pylist(as_text), path)
+    label_file(path, KEY, "p", is_generated=is_generated_row)
+    labels = pq.read_table(path).column("AIGC").to_pylist()
+    assert json.loads(labels[0])["ProduceID"] == "qa_1" and labels[1] is None
+    assert verify_file(path, KEY).is_valid
+    assert not is_generated_row({"id": "r", "meta": "not JSON"})
+
+
+def test_label_rows_file_counts_the_rows_it_labels(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "d.jsonl")
+    assert label_rows_file(path, KEY, "p", is_generated_row) == 1
+    assert label_rows_file(path, KEY, "p", lambda _: True) == 2
+    assert verify_file(path, KEY).label == {"rows_labelled": "2", "rows": "2"}
+    (tmp_path / "a.md").write_text("# a", "utf-8")
+    with pytest.raises(BadInput, match="a.md is not a row file"):
+        label_rows_file(tmp_path / "a.md", KEY, "p", is_generated_row)

@@ -82,6 +82,12 @@ def test_bad_duration_names_value_and_fix(text: str) -> None:
     assert "30d" in str(info.value)
 
 
+def test_a_bad_duration_names_what_it_is() -> None:
+    with pytest.raises(ConfigError, match="--older-than '3 days' is not a duration") as info:
+        parse_duration("3 days", what="--older-than")
+    assert "30d" in str(info.value)
+
+
 def test_empty_model_list_is_refused(accounts: Accounts) -> None:
     accounts.create_tenant("acme")
     with pytest.raises(ConfigError, match="model list is empty"):

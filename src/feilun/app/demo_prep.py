@@ -16,9 +16,9 @@ from feilun.app.workspace import Workspace
 from feilun.data.collections import list_documents
 from feilun.data.datasets import iter_rows, resolve_dataset, save_cleaned, save_dataset
 from feilun.data.ingest import ingest
-from feilun.data.pipeline import OperatorReport, items_from_documents, run_pipeline
+from feilun.data.pipeline import items_from_documents, run_pipeline
 from feilun.data.recipes import load_recipe
-from feilun.data.synth import OPERATOR, VERSION, ProgressFn, SynthParams, synthesize_qa
+from feilun.data.synth import ProgressFn, SynthParams, synthesize_qa
 from feilun.knowledge.bases import add_documents, create_kb
 from feilun.knowledge.chunking import ChunkSettings
 from feilun.knowledge.library import kb_versions
@@ -85,8 +85,6 @@ def synth_english(
     ref = ws.models.resolve(SMOLLM2.name).ref
     params = SynthParams(model=ref, **SYNTH)
     result = synthesize_qa(documents, ws.models.open(ref), params, progress)
-    removed = dict(sorted(result.rejected_by_reason.items()))
-    report = OperatorReport(OPERATOR, VERSION, result.generated, len(result.rows), removed)
     saved = save_dataset(
         ws.catalog,
         ws.artifacts,
@@ -94,7 +92,7 @@ def synth_english(
         result.rows,
         inputs=[d.id for d in documents],
         recipe={**params.recipe(), "collection": collection, "languages": ["en"]},
-        reports=[report],
+        reports=result.reports(),
         rejected=result.rejected,
     )
     return {"dataset": saved.ref, "rows": saved.count, "model_calls": result.model_calls}

@@ -322,14 +322,10 @@ def purge_traces(
     Even with --force, a trace an unlabelled delivery of the last 180 days names is kept
     (`feilun governance deliveries list`).
     """
-    from feilun.core.errors import ConfigError
     from feilun.serving.accounts import parse_duration
     from feilun.serving.ledger import purge_traces as purge
 
-    try:
-        age = parse_duration(older_than)
-    except ConfigError as e:
-        raise ConfigError(f"--older-than {older_than!r} is not a duration", e.fix) from e
+    age = parse_duration(older_than, what="--older-than")
     with _accounts(workspace) as (ws, _):
         deleted = purge(ws.database, age, is_forced=force)
     if json:

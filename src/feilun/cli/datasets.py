@@ -251,10 +251,15 @@ def export(
             "--no-label needs --to (who receives the file) and --reason (why unlabelled)",
             "add both (the delivery log keeps them 180 days), or drop --no-label",
         )
+    if not no_label and (to or reason):
+        raise ConfigError(
+            "--to and --reason describe an unlabelled delivery; this export is labelled",
+            "add --no-label to hand the file over unlabelled, or drop --to and --reason",
+        )
     with opened(workspace) as ws:
         found = resolve_dataset(ws.catalog, ref)
         path = output or Path(f"{found.name}-{found.version}.{output_format.value}")
-        delivery = (to, reason) if no_label and to and reason else None
+        delivery = (to, reason) if to and reason else None
         labelled = _export_labelled(ws, found, path, output_format, tenant, delivery)
         details = {"path": str(path.resolve()), "rows": found.count, "format": output_format.value}
         if labelled:
@@ -283,14 +288,16 @@ def _export_labelled(
 ) -> int:
     """Export to a temporary file, label generated rows (or log the delivery), then rename.
 
-    The number of rows labelled. Nothing is left at `path` unless every step succeeded.
+    The number of rows labelled: PolicyViolation if it is not the number of model-written rows
+    the dataset holds. Nothing is left at `path` unless every step succeeded.
     """
     import os
     import tempfile
 
     from feilun.app.moderation import policy_store
-    from feilun.data.datasets import export_dataset
-    from feilun.governance.label_files import is_generated_row, label_file, verify_file
+    from feilun.core.errors import PolicyViolation
+    from feilun.data.datasets import export_dataset, iter_rows
+    from feilun.governance.label_files import is_generated_row, label_rows_file
     from feilun.governance.labels import load_or_create_key
     from feilun.governance.workspace import LABEL_KEY_FILE, safety_dir
     from feilun.store.deliveries import Delivery, record_delivery
@@ -305,9 +312,14 @@ def _export_labelled(
         labelled = 0
         if delivery is None:
             key = load_or_create_key(safety_dir(ws.path) / LABEL_KEY_FILE)
-            label_file(tmp, key, policy.labels.producer, is_generated=is_generated_row)
-            check = verify_file(tmp, key)
-            labelled = int(check.label["rows_labelled"]) if check.is_valid and check.label else 0
+            labelled = label_rows_file(tmp, key, policy.labels.producer, is_generated_row)
+            generated = sum(map(is_generated_row, iter_rows(ws.artifacts, dataset.artifact)))
+            if labelled != generated:
+                raise PolicyViolation(
+                    f"{dataset.ref} holds {generated} model-written rows but {labelled} got an "
+                    f"AIGC label in the {output_format.value} file: nothing was exported",
+                    "report this as a bug (the rows' meta is read differently after export)",
+                )
         else:
             recipient, why = delivery
             what = f"{dataset.ref} -> {path.resolve()}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -17,16 +17,6 @@ deliveries_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(deliveries_app, name="deliveries")
-
-
-def _duration(option: str, text: str) -> timedelta:
-    from feilun.core.errors import ConfigError
-    from feilun.serving.accounts import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ConfigError as e:
-        raise ConfigError(f"{option} {text!r} is not a duration", e.fix) from e
 
 
 @app.command("filing-pack")
@@ -64,9 +54,10 @@ def list_deliveries(
 ) -> None:
     """Deliveries of unlabelled output, newest first: when, who, channel, what, why."""
     from feilun.app.workspace import opened
+    from feilun.serving.accounts import parse_duration
     from feilun.store.deliveries import list_deliveries as listed
 
-    start = datetime.now(UTC) - _duration("--since", since) if since else None
+    start = datetime.now(UTC) - parse_duration(since, what="--since") if since else None
     with opened(workspace) as ws:
         found = listed(ws.database, since=start, tenant=tenant)
     if json:
@@ -100,9 +91,10 @@ def purge_deliveries(
     """Delete deliveries older than the cutoff; anything under 180 days is refused."""
     from feilun.app.audit import record
     from feilun.app.workspace import opened
+    from feilun.serving.accounts import parse_duration
     from feilun.store.deliveries import purge_deliveries as purge
 
-    age = _duration("--older-than", older_than)
+    age = parse_duration(older_than, what="--older-than")
     with opened(workspace) as ws:
         deleted = purge(ws.database, age)
         record(ws, "deliveries.purged", "deliveries", {"older_than": older_than, "rows": deleted})

@@ -330,7 +330,7 @@ def _reject(
     result.rejected_by_writer[writer][reason] += 1
     item_id = f"{passage.document.id}:{passage.start}-{passage.end}:{len(result.rejected)}"
     item = Item(item_id, text, {**_source(passage), "writer": writer})
-    result.rejected.append(Rejection(item, OPERATOR, f"{reason}: {detail}"))
+    result.rejected.append(Rejection(item, f"{OPERATOR}:{writer}", f"{reason}: {detail}"))
 
 
 def _row(

@@ -8,8 +8,9 @@ end of Markdown and DOCX bodies; JSON and PDF get none.
 
 Row files (JSONL, Parquet: dataset exports) carry one label per generated row, under `AIGC`
 (a JSON object per JSONL line; a JSON string column in Parquet), signing the row without it:
-rows are split, sampled and merged into other datasets, and a label must travel with each.
-They get no visible label: it would end up in training text and teach a model to emit it.
+rows are split, sampled and merged into other datasets, and a label must travel with each;
+a model-written row (`is_generated_row`) without one fails verification. They get no
+visible label: it would end up in training text and teach a model to emit it.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def label_file(
     suffix = check_suffix(src)
     data = src.read_bytes()
     if suffix in ROW_SUFFIXES:
-        labelled = _label_rows(data, suffix, key, producer, is_generated or (lambda _: True))
+        labelled, _ = _label_rows(data, suffix, key, producer, is_generated or (lambda _: True))
     elif suffix in (".json", ".md"):
         text = data.decode("utf-8")
         if explicit and suffix == ".md":
@@ -70,6 +71,18 @@ def label_file(
     target = out or src
     write_atomically(target, labelled)
     return target
+
+
+def label_rows_file(
+    path: Path, key: bytes, producer: str, is_generated: Callable[[dict[str, Any]], bool]
+) -> int:
+    """Label the rows `is_generated` accepts in a JSONL or Parquet file, in place; how many."""
+    suffix = check_suffix(path)
+    if suffix not in ROW_SUFFIXES:
+        raise BadInput(f"{path.name} is not a row file", f"give one of {', '.join(ROW_SUFFIXES)}")
+    labelled, count = _label_rows(path.read_bytes(), suffix, key, producer, is_generated)
+    write_atomically(path, labelled)
+    return count
 
 
 def verify_file(path: Path, key: bytes) -> LabelCheck:
@@ -184,9 +197,15 @@ def is_generated_row(row: dict[str, Any]) -> bool:
 
     Synthetic QA names its model in `meta.model` (rule-written pairs have none); curated
     feedback rows name the serving `meta.models`: an upvoted answer is the model's, and a
-    preference row's `rejected` is too, while a correction alone is a person's.
+    preference row's `rejected` is too, while a correction alone is a person's. `meta` may be
+    JSON text (as Parquet exports write it when its values differ in type across rows).
     """
     meta = row.get("meta")
+    if isinstance(meta, str):  # a Parquet export of mixed-type meta keeps it as JSON text
+        try:
+            meta = json.loads(meta)
+        except ValueError:
+            return False
     if not isinstance(meta, dict):
         return False
     if meta.get("model"):
@@ -237,31 +256,35 @@ def _label_rows(
     key: bytes,
     producer: str,
     is_generated: Callable[[dict[str, Any]], bool],
-) -> bytes:
-    """Label the generated rows; rows without a label keep their bytes (and content hash)."""
+) -> tuple[bytes, int]:
+    """Label the generated rows: the file's bytes and how many rows carry a label.
+
+    Rows without a label keep their bytes (and content hash).
+    """
     rows = _read_rows(data, suffix)
     labels = [
         make_label(signed_text(row), key, producer, _row_id(row)) if is_generated(row) else None
         for row in rows
     ]
+    count = sum(label is not None for label in labels)
     if suffix == ".jsonl":
         lines = [line for line in data.decode("utf-8").splitlines() if line.strip()]
         return "".join(
             f"{_labelled_line(line, row, label)}\n"
             for line, row, label in zip(lines, rows, labels, strict=True)
-        ).encode("utf-8")
+        ).encode("utf-8"), count
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = _read_parquet(data)
-    if "AIGC" not in table.column_names and not any(labels):
-        return data
+    if "AIGC" not in table.column_names and not count:
+        return data, count
     if "AIGC" in table.column_names:
         table = table.drop_columns(["AIGC"])
     texts = [json.dumps(label, ensure_ascii=False) if label else None for label in labels]
     buffer = io.BytesIO()
     pq.write_table(table.append_column("AIGC", pa.array(texts, pa.string())), buffer)
-    return buffer.getvalue()
+    return buffer.getvalue(), count
 
 
 def _labelled_line(line: str, row: dict[str, Any], label: dict[str, str] | None) -> str:
@@ -282,15 +305,20 @@ def _row_id(row: dict[str, Any]) -> str | None:
 
 
 def _verify_rows(rows: list[dict[str, Any]], key: bytes) -> LabelCheck:
-    """Every labelled row must verify; a file without any labelled row has no label."""
+    """Every labelled row must verify and every model-written row carry a label.
+
+    A file without any labelled row has no label.
+    """
     checked = 0
     for number, row in enumerate(rows, start=1):
+        where = f"row {number}" + (f" (id {row['id']})" if _row_id(row) else "")
         label = _row_label(row)
         if label is None:
+            if is_generated_row(row):
+                return LabelCheck(False, f"{where} is model-written but carries no AIGC label")
             continue
         check = verify_label(signed_text(row), label, key)
         if not check.is_valid:
-            where = f"row {number}" + (f" (id {row['id']})" if _row_id(row) else "")
             return LabelCheck(False, f"{where}: {check.problem}", check.label, check.changed)
         checked += 1
     if not checked:

@@ -89,12 +89,12 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def parse_duration(text: str) -> timedelta:
-    """`30d`, `12h`, `90m`, `3600s` or `2w` as a timedelta (> 0)."""
+def parse_duration(text: str, what: str = "expires") -> timedelta:
+    """`30d`, `12h`, `90m`, `3600s` or `2w` as a timedelta (> 0); errors name `what` is wrong."""
     match = _DURATION.fullmatch(text.strip().lower())
     if not match or int(match.group(1)) <= 0:
         raise ConfigError(
-            f"expires {text!r} is not a duration",
+            f"{what} {text!r} is not a duration",
             "write a positive number and a unit: 3600s, 90m, 12h, 30d or 2w",
         )
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})

@@ -39,6 +39,7 @@ from feilun.serving.gateway import Admission, Outcome, Principal
 from feilun.serving.limits import Limiter
 from feilun.serving.reads import TraceRow, UsageRow, get_trace, list_traces, usage_report
 from feilun.store.database import Database
+from feilun.store.deliveries import MIN_RETENTION, kept_traces
 from feilun.store.schema import COST_TYPE, prices, traces, usage
 
 logger = logging.getLogger(__name__)
@@ -48,8 +49,6 @@ __all__ = ["SqlLedger", "TraceRow", "UsageRow"]
 # A revoked key, a changed quota or price goes unnoticed for at most twice this: an entry past
 # it is served once more while a thread reloads it (`TtlCache.get_or_refresh`).
 CACHE_TTL_S = 0.5
-#: Traces are the delivery log: `purge_traces` keeps at least this much unless forced.
-MIN_TRACE_RETENTION = timedelta(days=180)
 _COST_QUANTUM = Decimal(1).scaleb(-COST_TYPE.scale) if COST_TYPE.scale else Decimal(1)
 _DUMMY_HASH = hash_secret("feilun-no-such-key")
 _SCHEME = "Bearer"
@@ -389,17 +388,15 @@ def purge_traces(
     """Delete traces created more than `older_than` ago; the number deleted.
 
     Usage rows stay (billing needs them). Traces are the delivery log of who received which
-    output, kept at least `MIN_TRACE_RETENTION`: a shorter cutoff needs `is_forced`. A trace
-    an unlabelled API delivery younger than that names is kept even then.
+    output, kept at least `MIN_RETENTION` (the delivery log's): a shorter cutoff needs
+    `is_forced`. A trace an unlabelled API delivery younger than that names is kept even then.
     """
-    from feilun.store.deliveries import kept_traces
-
-    if older_than < MIN_TRACE_RETENTION and not is_forced:
+    if older_than < MIN_RETENTION and not is_forced:
         raise ConfigError(
             f"--older-than {older_than.days}d is under the delivery-log minimum of "
-            f"{MIN_TRACE_RETENTION.days} days (GB 45438 / the labelling measures keep records of "
+            f"{MIN_RETENTION.days} days (GB 45438 / the labelling measures keep records of "
             "who received unlabelled output at least 6 months)",
-            f"use --older-than {MIN_TRACE_RETENTION.days}d or more, or add --force if your "
+            f"use --older-than {MIN_RETENTION.days}d or more, or add --force if your "
             "records are kept elsewhere",
         )
     now = now or utc_now()
