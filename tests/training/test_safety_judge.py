@@ -16,9 +16,9 @@ from feilun.core.errors import ArtifactError
 from feilun.governance.classifier import train_classifier
 from feilun.governance.moderation import Moderator, Policy, detect_language
 from feilun.governance.workspace import build_moderator
-from feilun.models.safety_judge import SafetyJudge, load_judge
+from feilun.models.safety_judge import Backbone, SafetyJudge, load_judge
 from feilun.models.sources.safetensors import SOURCE
-from feilun.training.safety_judge import train_judge
+from feilun.training.safety_judge import default_layer, train_judge
 
 UNSAFE_WORDS = ["bomb", "poison", "weapon", "steal", "attack", "kill"]
 BENIGN_WORDS = ["capital", "river", "recipe", "garden", "music", "flower"]
@@ -35,9 +35,10 @@ def _rows(seed: int, n: int) -> list[tuple[str, str]]:
 
 
 def _judge(folder: Path, cache: Path, **options: object) -> SafetyJudge:
-    base = SOURCE.load(str(folder), cache)
+    model, tokenizer = SOURCE.load(str(folder), cache)
+    backbone = Backbone(model, tokenizer, default_layer(model))
     meta = {"base": {"source": "safetensors", "location": str(folder)}}
-    return train_judge(_rows(0, 80), "safe", base, meta=meta, **options)  # type: ignore[arg-type]
+    return train_judge(_rows(0, 80), "safe", backbone, meta=meta, **options)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

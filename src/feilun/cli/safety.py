@@ -290,16 +290,16 @@ def _train_judge(
     """Train the judge on `base`, stacked on the classifier just saved; save it beside it."""
     from feilun.app.workspace import opened
     from feilun.governance.classifier import file_sha256
-    from feilun.models.safety_judge import JUDGE_FILE
+    from feilun.models.safety_judge import JUDGE_FILE, Backbone
     from feilun.training.base import load_base_model
-    from feilun.training.safety_judge import train_judge
+    from feilun.training.safety_judge import default_layer, train_judge
 
     with opened(workspace) as ws:
         record, model, tokenizer = load_base_model(ws.models, base)
     judge = train_judge(
         examples,
         ngram.benign_label,
-        (model, tokenizer),
+        Backbone(model, tokenizer, default_layer(model)),
         category=category,
         ngram=ngram,
         ngram_epochs=epochs,

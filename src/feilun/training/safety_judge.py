@@ -33,9 +33,8 @@ DEFAULT_L2 = 1e-2
 def train_judge(
     examples: Sequence[tuple[str, str]],
     benign_label: str,
-    base: tuple[Any, Any],
+    backbone: Backbone,
     *,
-    layer: int | None = None,
     l2: float = DEFAULT_L2,
     category: str = "other_prohibited",
     ngram: Classifier | None = None,
@@ -47,9 +46,9 @@ def train_judge(
 ) -> SafetyJudge:
     """Fit the judge on (text, label) rows (any label but `benign_label` is unsafe).
 
-    `base` is a causal LM and its tokenizer, cut at `layer` in place (default: 3/4 of its
-    depth); with `ngram` (trained on the same rows for `ngram_epochs`) the judge is stacked on
-    it. Validation figures (out of fold, at the picked thresholds) go in `meta["validation"]`.
+    `backbone` encodes the rows (see `default_layer` for where to cut a base model); with
+    `ngram` (trained on the same rows for `ngram_epochs`) the judge is stacked on it.
+    Validation figures (out of fold, at the picked thresholds) go in `meta["validation"]`.
     """
     import torch
 
@@ -64,9 +63,6 @@ def train_judge(
     y = torch.tensor([float(label != benign_label) for _, label in examples])  # (N,)
     fold = [k % folds for k in range(len(examples))]
     random.Random(seed).shuffle(fold)
-    if layer is None:
-        layer = max(1, int(base[0].config.num_hidden_layers * DEFAULT_DEPTH))
-    backbone = Backbone(*base, layer=layer)
     x = backbone.features(texts)  # (N, 2 * hidden)
     head = _out_of_fold(lambda rows: _fit(x[rows], y[rows], l2), x, fold, folds)
     weights, bias = _fit(x, y, l2)
@@ -90,10 +86,15 @@ def train_judge(
         category=resolve_risk(category, where="--category"),
         stack=stack,
         second=None if ngram is None else ngram_log_odds(ngram),
-        meta={**(meta or {}), "layer": layer, "l2": l2, "rows": len(examples)},
+        meta={**(meta or {}), "layer": backbone.layer, "l2": l2, "rows": len(examples)},
     )
     judge.meta["validation"] = validation
     return judge
+
+
+def default_layer(model: Any) -> int:
+    """The layer a judge on this causal LM reads by default: 3/4 of its depth."""
+    return max(1, int(model.config.num_hidden_layers * DEFAULT_DEPTH))
 
 
 def _fit(x: Any, y: Any, l2: float) -> tuple[Any, float]:
