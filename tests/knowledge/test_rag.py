@@ -17,6 +17,7 @@ from feilun.knowledge.bases import add_terms, create_kb
 from feilun.knowledge.grounding import Passage, ground, sentence_spans, trailing_markers
 from feilun.knowledge.library import Library, read_manifest
 from feilun.knowledge.rag import DONT_KNOW, RagChatModel, RagSettings, fence, question_language
+from feilun.knowledge.retrieval import retrieve
 from feilun.knowledge.search import ChunkHit
 
 NOTICE = (
@@ -152,6 +153,25 @@ def test_an_answer_streams_and_ends_with_its_grounding(
     assert all(d.grounding is None for d in deltas[:-1])
     # the augmented prompt is what is billed
     assert rag.count_tokens(messages) > tiny_model.count_tokens(messages) + 50
+
+
+def test_the_grounding_keeps_what_was_retrieved_in_process_only(
+    laws: Library, tiny_model: ChatModel
+) -> None:
+    rag = RagChatModel(tiny_model, laws, "laws")
+    expected = retrieve(laws, laws.load("laws"), ASK_NOTICE, rag.settings.k, rag.settings.mode)
+    messages = [Message(role="user", content=ASK_NOTICE)]
+    whole = rag.chat(messages, GREEDY).grounding
+    streamed = list(rag.stream(messages, GREEDY))[-1].grounding
+    off_topic = rag.chat([Message(role="user", content="法国的首都是哪里？")], GREEDY).grounding
+    assert whole is not None and streamed is not None and off_topic is not None
+    assert [h.chunk_id for h in whole.retrieved] == [h.chunk_id for h in expected]
+    assert any("48小时" in h.text for h in whole.retrieved)
+    assert streamed.retrieved == whole.retrieved
+    assert not off_topic.answered and off_topic.retrieved  # found, but judged irrelevant
+    # Clients and traces get citations, never the retrieved passages' text.
+    assert "retrieved" not in whole.model_dump(mode="json")
+    assert "retrieved" not in json.loads(whole.model_dump_json())
 
 
 def test_bad_questions_and_unknown_knowledge_bases(laws: Library, tiny_model: ChatModel) -> None:

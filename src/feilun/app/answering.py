@@ -7,7 +7,6 @@ from feilun.core.protocols import ChatModel
 from feilun.evaluation.rag import KbAccess, RagOpener
 from feilun.knowledge.library import Library, lock_dir_of, open_vector_store, resolve_kb
 from feilun.knowledge.rag import RagChatModel, RagSettings
-from feilun.knowledge.retrieval import KbRetriever
 from feilun.models.packaged import SMOLLM2
 
 DEFAULT_MODEL = SMOLLM2.name  # what a knowledge base answers with unless a model is named
@@ -52,8 +51,6 @@ def kb_access_opener(workspace: Workspace, library: Library | None = None) -> Ra
         ref = resolve_kb(workspace.catalog, kb).ref  # NotFound lists the knowledge bases
         shared = library = library or open_library(workspace)
         settings = RagSettings()
-        retriever = KbRetriever(shared, ref, mode=settings.mode)
-        rag = RagChatModel(model, shared, ref, settings)
-        return KbAccess(ref, rag, retriever.retrieve, settings.k)
+        return KbAccess(ref, RagChatModel(model, shared, ref, settings), settings.k)
 
     return open_kb

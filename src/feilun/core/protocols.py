@@ -44,6 +44,14 @@ class Usage(pydantic.BaseModel):
         return self.prompt_tokens + self.completion_tokens
 
 
+class Hit(pydantic.BaseModel):
+    """One retrieved chunk with its score."""
+
+    chunk_id: str
+    score: float
+    text: str = ""
+
+
 class Citation(pydantic.BaseModel):
     """A passage an answer rests on, numbered as the answer cites it ([1], [2] and so on)."""
 
@@ -70,6 +78,11 @@ class Grounding(pydantic.BaseModel):
     )
     answered: bool = pydantic.Field(
         True, description="False when nothing relevant was found and the model was not asked."
+    )
+    retrieved: list[Hit] = pydantic.Field(
+        default_factory=list,
+        exclude=True,
+        description="What retrieval returned, best first (in process only: not serialised).",
     )
 
 
@@ -125,14 +138,6 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One L2-normalised vector per text."""
         ...
-
-
-class Hit(pydantic.BaseModel):
-    """One retrieved chunk with its score."""
-
-    chunk_id: str
-    score: float
-    text: str = ""
 
 
 @runtime_checkable

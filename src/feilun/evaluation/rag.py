@@ -37,8 +37,7 @@ class KbAccess:
     """A knowledge base as the RAG path sees it, pinned to one version."""
 
     ref: str  # name@version
-    model: ChatModel  # answers from the KB; its Completions carry a Grounding
-    search: Callable[[str, int], Sequence[Hit]]  # the retrieval that model runs
+    model: ChatModel  # answers from the KB; a Completion's Grounding holds what it retrieved
     k: int  # passages it retrieves per question
 
 
@@ -140,8 +139,8 @@ def run_rag(
             row.update(generation=None, score=None, error=answer.error)
             rows.append(row)
             continue
-        hits = access.search(item.qa.question, access.k)
         grounding = answer.grounding or Grounding()
+        hits = grounding.retrieved
         scores = score_item(answer.text, grounding, hits, item)
         row.update(
             generation=answer.text,

@@ -19,13 +19,21 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import pydantic
 
 from feilun.core.blocking import ensure_may_block
 from feilun.core.errors import BadInput, InputTooLong
-from feilun.core.protocols import ChatModel, Completion, Delta, GenerationParams, Grounding, Usage
+from feilun.core.protocols import (
+    ChatModel,
+    Completion,
+    Delta,
+    GenerationParams,
+    Grounding,
+    Hit,
+    Usage,
+)
 from feilun.core.records import Message
 from feilun.knowledge.analyzers import Analyzer
 from feilun.knowledge.grounding import Passage, ground, trailing_markers
@@ -86,6 +94,7 @@ class Plan:
     language: str
     passages: list[Passage]
     messages: list[Message]
+    retrieved: list[Hit] = field(default_factory=list)  # before the relevance cut
 
 
 def question_language(text: str) -> str:
@@ -191,7 +200,8 @@ class RagChatModel:
             terms = index.terms(index.position(hit.chunk_id))
             if relevance(index.lexical, asked, terms) >= settings.min_relevance:
                 passages.append(Passage(len(passages) + 1, hit, terms))
-        return self._fit(messages, passages, question_language(questions[-1]))
+        plan = self._fit(messages, passages, question_language(questions[-1]))
+        return replace(plan, retrieved=list(hits))
 
     def _fit(self, messages: Sequence[Message], passages: list[Passage], language: str) -> Plan:
         """The plan with as many of the best passages as leave room for the answer."""
@@ -253,7 +263,8 @@ class RagChatModel:
 
     def _ground(self, plan: Plan, answer: str) -> tuple[Grounding, str]:
         analyzer: Analyzer = self.library.load(self.kb).index.analyzer
-        return ground(answer, plan.passages, analyzer, self.settings.min_support)
+        grounding, text = ground(answer, plan.passages, analyzer, self.settings.min_support)
+        return grounding.model_copy(update={"retrieved": plan.retrieved}), text
 
     def _unanswered(self, plan: Plan) -> Completion:
         usage = Usage(prompt_tokens=self.model.count_tokens(plan.messages))
@@ -261,5 +272,5 @@ class RagChatModel:
             text=DONT_KNOW[plan.language],
             finish_reason="stop",
             usage=usage,
-            grounding=Grounding(answered=False),
+            grounding=Grounding(answered=False, retrieved=plan.retrieved),
         )
