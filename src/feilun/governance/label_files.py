@@ -261,13 +261,14 @@ def _label_rows(
 
     Rows without a label keep their bytes (and content hash).
     """
-    rows = _read_rows(data, suffix)
+    table = _read_parquet(data) if suffix == ".parquet" else None  # read once
+    rows = _read_rows(data, suffix) if table is None else table.to_pylist()
     labels = [
         make_label(signed_text(row), key, producer, _row_id(row)) if is_generated(row) else None
         for row in rows
     ]
     count = sum(label is not None for label in labels)
-    if suffix == ".jsonl":
+    if table is None:
         lines = [line for line in data.decode("utf-8").splitlines() if line.strip()]
         return "".join(
             f"{_labelled_line(line, row, label)}\n"
@@ -276,7 +277,6 @@ def _label_rows(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = _read_parquet(data)
     if "AIGC" not in table.column_names and not count:
         return data, count
     if "AIGC" in table.column_names:
