@@ -10,7 +10,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
@@ -303,13 +303,7 @@ def load_qa(path: Path) -> Loaded[QaItem]:
                 raise BadInput(f"{file} is not JSON: {e.msg} at line {e.lineno}", "fix it") from e
         else:
             rows = json_rows(text)
-        for line, row, problem in rows:
-            try:
-                if problem:
-                    raise ValueError(problem)
-                loaded.items.append(qa_from_json(row, line))
-            except ValueError as e:
-                loaded.skipped.append(Skipped(str(file), line, str(e)))
+        _add_rows(loaded, rows, qa_from_json, str(file))
     loaded.sha256 = "sha256:" + digest.hexdigest()
     return check_loaded(loaded, "QA")
 
@@ -323,14 +317,24 @@ def load_jsonl(path: Path, parse: Callable[[Any, int], T], what: str) -> Loaded[
         raise BadInput(f"{what} file {path} does not exist", "check the file's path")
     text, data = read_text(path)
     loaded: Loaded[T] = Loaded(str(path), sha256="sha256:" + hashlib.sha256(data).hexdigest())
-    for line, row, problem in json_rows(text):
+    _add_rows(loaded, json_rows(text), parse, str(path))
+    return check_loaded(loaded, what)
+
+
+def _add_rows(
+    loaded: Loaded[T],
+    rows: Iterable[tuple[int, Any, str]],
+    parse: Callable[[Any, int], T],
+    source: str,
+) -> None:
+    """Each (line, row, problem) as `parse` makes it; one with a problem or refused is skipped."""
+    for line, row, problem in rows:
         try:
             if problem:
                 raise ValueError(problem)
             loaded.items.append(parse(row, line))
         except ValueError as e:
-            loaded.skipped.append(Skipped(str(path), line, str(e)))
-    return check_loaded(loaded, what)
+            loaded.skipped.append(Skipped(source, line, str(e)))
 
 
 def check_loaded(loaded: Loaded[T], what: str) -> Loaded[T]:
