@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -90,11 +90,13 @@ def holds(passage: Hit, gold: str) -> bool:
     return run.size >= MIN_EVIDENCE_OVERLAP * len(wanted)
 
 
-def score_item(
-    answer: str, grounding: Grounding, hits: Sequence[Hit], item: RagItem
-) -> dict[str, float]:
-    """Every metric of one answer that is defined for it (evidence given, something cited)."""
+def score_item(answer: str, grounding: Grounding, item: RagItem) -> dict[str, float]:
+    """Every metric of one answer that is defined for it (evidence given, something cited).
+
+    hit@k is scored on what the answer's own retrieval returned (`grounding.retrieved`).
+    """
     scores = score_answer(_MARKER.sub("", answer), item.qa.answers)
+    hits = grounding.retrieved
     by_id = {hit.chunk_id: hit for hit in hits}
     cited = [
         by_id.get(c.chunk_id, Hit(chunk_id=c.chunk_id, score=0.0, text=c.quote))
@@ -140,11 +142,10 @@ def run_rag(
             rows.append(row)
             continue
         grounding = answer.grounding or Grounding()
-        hits = grounding.retrieved
-        scores = score_item(answer.text, grounding, hits, item)
+        scores = score_item(answer.text, grounding, item)
         row.update(
             generation=answer.text,
-            retrieved=[hit.chunk_id for hit in hits],
+            retrieved=[hit.chunk_id for hit in grounding.retrieved],
             cited=[c.chunk_id for c in grounding.citations],
             unsupported=grounding.unsupported_sentences,
             answered=grounding.answered,
